@@ -1,0 +1,1 @@
+"""Typed experiment configs, presets and command-line override parsing."""

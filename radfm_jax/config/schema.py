@@ -1,0 +1,118 @@
+"""Typed, frozen experiment configuration. Data only: no logic lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which prepared data set to read and how to turn records into model inputs."""
+
+    name: Literal["synthetic_cxr"] = "synthetic_cxr"
+    # Where prepared data sets live; "" means ~/.cache/radfm_jax/data (RADFM_DATA_DIR overrides).
+    data_dir: str = ""
+    # Builder settings (synthetic data sets only): size and rendering of the generated studies.
+    num_train: int = 20_000
+    num_val: int = 1_000
+    num_test: int = 2_000
+    image_size: int = 64
+    build_seed: int = 0
+    # Model-input settings.
+    input_size: int = 64  # images are resized to input_size x input_size
+    max_text_len: int = 64
+    vocab_size: int = 1024
+    augment: bool = True
+    worker_count: int = 0  # Grain worker processes; 0 reads in the main process
+    prefetch_batches: int = 2  # batches placed on devices ahead of the step
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTowerConfig:
+    """A ViT. Use radfm_jax.config.presets.vit(...) for the named sizes Ti / S / B / L."""
+
+    patch_size: int = 8
+    width: int = 192
+    depth: int = 12
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    pool: Literal["cls", "mean", "map"] = "mean"  # map = multihead attention pooling
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTowerConfig:
+    """A pre-norm causal-free transformer over report tokens; vocab comes from the tokenizer."""
+
+    width: int = 192
+    depth: int = 4
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    pool: Literal["eos", "mean"] = "eos"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    image: ImageTowerConfig = ImageTowerConfig()
+    text: TextTowerConfig = TextTowerConfig()
+    embed_dim: int = 128
+    scan_layers: bool = True
+    remat: bool = False
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    init_temperature: float = 10.0  # logit scale = init_temperature at start (CLIP: 1/0.07)
+    init_bias: float = -10.0  # sigmoid-loss bias (SigLIP)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    name: Literal["clip", "siglip"] = "clip"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.0  # cosine decays to learning_rate * min_lr_ratio
+    weight_decay: float = 0.05
+    b1: float = 0.9
+    b2: float = 0.98
+    grad_clip_norm: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh axis sizes; -1 takes the remaining devices (at most one axis may)."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    rules: Literal["dp", "fsdp", "fsdp_tp"] = "fsdp"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 256
+    split: str = "test"
+    max_examples: int = 0  # 0 = the whole split
+    # CheXzero-style prompts: {finding} is replaced by each finding's phrase.
+    positive_templates: tuple[str, ...] = ("{finding}.", "there is {finding}.")
+    negative_templates: tuple[str, ...] = ("no {finding}.", "there is no {finding}.")
+    recall_ks: tuple[int, ...] = (1, 5, 10)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    total_steps: int = 1000
+    batch_size: int = 128  # global batch, over all processes and devices
+    log_every: int = 50
+    eval_every: int = 0  # 0 = no evaluation during or after training
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    optim: OptimConfig = OptimConfig()
+    mesh: MeshConfig = MeshConfig()
+    eval: EvalConfig = EvalConfig()

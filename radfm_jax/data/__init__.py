@@ -1,0 +1,1 @@
+"""Data: builders (raw files -> ArrayRecord), Grain pipelines, transforms, tokenizer."""

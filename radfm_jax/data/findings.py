@@ -1,0 +1,56 @@
+"""The finding vocabulary and CheXpert label values shared by builders, pipelines and evals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# CheXpert's observation names in snake_case, in the order of every label vector we write.
+FINDINGS: tuple[str, ...] = (
+    "no_finding",
+    "cardiomegaly",
+    "pleural_effusion",
+    "pneumothorax",
+    "consolidation",
+    "lung_lesion",
+    "support_devices",
+)
+
+# CheXpert value convention, stored as int8 in prepared records.
+POSITIVE = 1
+NEGATIVE = 0
+UNCERTAIN = -1
+NOT_MENTIONED = -2
+
+LABEL_VALUE_NAMES = {
+    POSITIVE: "positive",
+    NEGATIVE: "negative",
+    UNCERTAIN: "uncertain",
+    NOT_MENTIONED: "not_mentioned",
+}
+
+
+def binary_targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map CheXpert values to evaluation targets.
+
+    Returns (targets, valid): positive -> 1, negative / not mentioned -> 0, and uncertain
+    entries marked invalid so AUROC is computed on the cases a reader committed to.
+    """
+    labels = np.asarray(labels)
+    targets = (labels == POSITIVE).astype(np.int32)
+    valid = labels != UNCERTAIN
+    return targets, valid
+
+
+# The phrase zero-shot prompts use for each finding; synthetic reports use it among their
+# wordings. For no_finding the phrase names the abnormality whose absence defines the class,
+# so its positive prompt is the negated one (see NEGATED_PROMPT_FINDINGS).
+FINDING_PHRASES: dict[str, str] = {
+    "no_finding": "acute cardiopulmonary abnormality",
+    "cardiomegaly": "cardiomegaly",
+    "pleural_effusion": "pleural effusion",
+    "pneumothorax": "pneumothorax",
+    "consolidation": "consolidation",
+    "lung_lesion": "lung nodule",
+    "support_devices": "support devices",
+}
+NEGATED_PROMPT_FINDINGS: frozenset[str] = frozenset({"no_finding"})
