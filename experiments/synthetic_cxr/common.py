@@ -1,0 +1,66 @@
+"""Shared settings of the synthetic_cxr contrastive experiments (imported by clip.py and
+siglip.py, which differ only in the objective and its temperature / bias)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from radfm_jax.config import presets
+from radfm_jax.config.schema import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    MeshConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+)
+
+
+def contrastive_config(objective: str, arg: str, **model_overrides) -> ExperimentConfig:
+    """The demo (default) or `smoke` variant of a contrastive experiment on synthetic_cxr."""
+    config = ExperimentConfig(
+        name=f"synthetic_cxr_{objective}",
+        seed=0,
+        total_steps=1500,
+        batch_size=128,
+        log_every=50,
+        eval_every=500,
+        checkpoint_every=500,
+        data=DataConfig(name="synthetic_cxr", image_size=64, input_size=64, max_text_len=64),
+        model=ModelConfig(
+            image=presets.vit("Ti", patch_size=8, depth=6, pool="map"),
+            text=presets.text("Ti", depth=4),
+            embed_dim=128,
+            **model_overrides,
+        ),
+        objective=ObjectiveConfig(name=objective),
+        optim=OptimConfig(learning_rate=1e-3, warmup_steps=150, weight_decay=0.05),
+        mesh=MeshConfig(data=-1, fsdp=1, tensor=1, rules="fsdp"),
+        eval=EvalConfig(batch_size=256),
+    )
+    if arg == "":
+        return config
+    if arg == "smoke":
+        # Tiny and seconds per step: for tests and a first look, not for results.
+        return dataclasses.replace(
+            config,
+            name=config.name + "_smoke",
+            total_steps=20,
+            batch_size=16,
+            log_every=5,
+            eval_every=10,
+            checkpoint_every=10,
+            data=dataclasses.replace(
+                config.data, num_train=400, num_val=40, num_test=80, image_size=32, input_size=32,
+                max_text_len=32, vocab_size=256,
+            ),
+            model=dataclasses.replace(
+                config.model,
+                image=presets.vit("Ti", patch_size=8, width=32, depth=2, heads=2, pool="mean"),
+                text=presets.text("Ti", width=32, depth=2, heads=2),
+                embed_dim=16,
+            ),
+            eval=dataclasses.replace(config.eval, batch_size=32),
+        )
+    raise ValueError(f"unknown variant {arg!r}; use '' (the demo) or 'smoke'")

@@ -1,0 +1,55 @@
+"""`radfm <verb>`: train, eval. User mistakes print one message and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from radfm_jax.config.overrides import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radfm", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    train = verbs.add_parser("train", help="train or resume an experiment in a workdir")
+    train.add_argument("--config", required=True, help="experiments/<study>/<name>.py[:arg]")
+    train.add_argument("--workdir", required=True)
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set total_steps=100 (repeatable)")
+    train.add_argument("--allow-config-change", action="store_true",
+                       help="continue a workdir whose config.json differs (the old one is kept)")
+
+    evaluate = verbs.add_parser("eval", help="evaluate a workdir's latest (or a chosen) checkpoint")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override eval.* fields, e.g. --set eval.split=val")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        if args.verb == "train":
+            from radfm_jax.config.loading import load_experiment
+            from radfm_jax.train.loop import train
+
+            train(load_experiment(args.config, args.overrides), args.workdir,
+                  allow_config_change=args.allow_config_change)
+        elif args.verb == "eval":
+            from radfm_jax.train.evaluate import evaluate_workdir
+
+            evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
+    except ConfigError as err:
+        print(f"radfm {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

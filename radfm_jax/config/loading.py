@@ -1,0 +1,60 @@
+"""Load an experiment file `experiments/<study>/<name>.py[:arg]` into a typed config."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from pathlib import Path
+
+from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.schema import ExperimentConfig
+
+
+def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """`path.py:arg` -> get_config(arg) with overrides applied, validated."""
+    path_text, _, arg = spec.partition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found; pass e.g. experiments/synthetic_cxr/clip.py")
+    module_spec = importlib.util.spec_from_file_location(f"_radfm_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    get_config = getattr(module, "get_config", None)
+    if get_config is None:
+        raise ConfigError(f"'{path}' defines no get_config(arg: str = '') function")
+    config = get_config(arg) if inspect.signature(get_config).parameters else get_config()
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(f"get_config in '{path}' must return an ExperimentConfig, got {type(config).__name__}")
+    config = apply_overrides(config, overrides)
+    validate(config)
+    return config
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Cross-field checks a single field's type cannot express."""
+    positive = {
+        "total_steps": config.total_steps,
+        "batch_size": config.batch_size,
+        "log_every": config.log_every,
+        "checkpoint_every": config.checkpoint_every,
+        "keep_checkpoints": config.keep_checkpoints,
+        "eval.batch_size": config.eval.batch_size,
+        "data.max_text_len": config.data.max_text_len,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"'{key}' must be positive, got {value}")
+    if config.eval_every < 0:
+        raise ConfigError(f"'eval_every' must be >= 0 (0 = no evaluation), got {config.eval_every}")
+    image = config.model.image
+    if config.data.input_size % image.patch_size:
+        raise ConfigError(
+            f"data.input_size={config.data.input_size} is not divisible by "
+            f"model.image.patch_size={image.patch_size}"
+        )
+    for tower, cfg in (("image", image), ("text", config.model.text)):
+        if cfg.width % cfg.heads:
+            raise ConfigError(f"model.{tower}.width={cfg.width} is not divisible by model.{tower}.heads={cfg.heads}")
+    sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
+    if sum(size == -1 for size in sizes) > 1 or any(size == 0 or size < -1 for size in sizes):
+        raise ConfigError(f"mesh sizes {sizes}: use positive sizes and at most one -1")

@@ -1,0 +1,70 @@
+"""From a DataConfig to ready data: the prepared splits (built on first use for the embedded
+synthetic data set) and the tokenizer stored beside them."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from radfm_jax.config.overrides import ConfigError
+from radfm_jax.config.schema import DataConfig
+from radfm_jax.data.builders import synthetic_cxr
+from radfm_jax.data.pipeline import prepare_tokenizer
+from radfm_jax.data.tokenizer import Tokenizer
+
+DEFAULT_DATA_DIR = Path("~/.cache/radfm_jax/data")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    sources: dict[str, Any]  # split name -> random-access record source
+    tokenizer: Tokenizer
+    directory: Path  # the prepared data set's version folder
+
+
+def resolve_data_dir(data_cfg: DataConfig) -> Path:
+    """data.data_dir, else $RADFM_DATA_DIR, else ~/.cache/radfm_jax/data."""
+    raw = data_cfg.data_dir or os.environ.get("RADFM_DATA_DIR") or str(DEFAULT_DATA_DIR)
+    path = Path(raw).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"data directory '{path}' is a file; set data.data_dir to a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create the data directory '{path}' ({err.strerror}); set data.data_dir "
+            "(or RADFM_DATA_DIR) to a writable folder"
+        ) from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the data directory '{path}' is not readable and writable; set data.data_dir "
+            "(or RADFM_DATA_DIR) to a folder you own"
+        )
+    return path
+
+
+def open_prepared(data_cfg: DataConfig) -> PreparedData:
+    """Build the data set if it is missing, then open every split and the tokenizer."""
+    root = resolve_data_dir(data_cfg)
+    builder = synthetic_cxr.prepare(
+        str(root),
+        num_train=data_cfg.num_train,
+        num_val=data_cfg.num_val,
+        num_test=data_cfg.num_test,
+        image_size=data_cfg.image_size,
+        seed=data_cfg.build_seed,
+    )
+    try:
+        sources = dict(builder.as_data_source())
+    except Exception as err:  # tfds raises several types for missing / damaged shards
+        raise ConfigError(
+            f"cannot read the prepared data set in {builder.data_dir} ({type(err).__name__}: {err}); "
+            "delete that folder to rebuild it"
+        ) from None
+    directory = Path(builder.data_dir)
+    tokenizer = prepare_tokenizer(
+        sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
+    )
+    return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory)

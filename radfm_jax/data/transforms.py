@@ -1,0 +1,302 @@
+"""Typed Grain transforms from prepared records to model inputs.
+
+A prepared chest X-ray record (see data/builders) holds ``image`` uint8 (S, S, 1), ``report``
+utf-8 bytes, ``labels`` int8 (7,) CheXpert values, and metadata (patient_id, study_id, view, sex,
+age). The transforms below turn it into the model batch element
+
+    {"image": float32 (H, W, 1), "tokens": int32 (L,), "labels": int8 (7,)}
+
+Every transform is a small dataclass with explicit fields (no string specs). Deterministic ones
+subclass ``grain.transforms.Map``; random ones subclass ``grain.transforms.RandomMap`` and draw
+only from the ``np.random.Generator`` Grain passes in, which Grain seeds from the pipeline seed and
+the element's index, so augmentation is reproducible.
+
+Image intensities: uint8 -> x / 255 in [0, 1] -> (x - IMAGE_MEAN) / IMAGE_STD. The constants
+are fixed (not data-set statistics) so a checkpoint's expected input never depends on which data
+it was trained on: IMAGE_MEAN = 0.5, IMAGE_STD = 0.25 map [0, 1] to [-2, 2].
+
+There is deliberately NO horizontal flip: laterality matters in radiology (reports say "left
+pleural effusion", the heart lies on the left), so a flipped image would contradict its report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from radfm_jax.config.schema import DataConfig
+from radfm_jax.data.findings import FINDINGS
+from radfm_jax.data.tokenizer import Tokenizer, normalize_whitespace
+
+IMAGE_MEAN = 0.5
+IMAGE_STD = 0.25
+
+Record = Mapping[str, Any]
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    return str(value)
+
+
+def report_text(record: Record) -> str:
+    """The report of a record as one line of text (the tokenizer's training sentence)."""
+    return normalize_whitespace(_as_text(record["report"]))
+
+
+# --------------------------------------------------------------------------------------------
+# Resampling: separable linear interpolation as two small matrix products (fast in NumPy).
+# --------------------------------------------------------------------------------------------
+
+
+def _linear_weights(
+    in_size: int, out_size: int, start: float = 0.0, length: float | None = None
+) -> np.ndarray:
+    """(out_size, in_size) float32 weights sampling the window [start, start + length) of an axis.
+
+    Pixel centres follow the half-pixel convention (as jax.image.resize). Linear (triangle)
+    kernel, widened by the scale factor when shrinking (antialiasing, as jax.image.resize with
+    antialias=True); weights are renormalised over in-bounds pixels at the borders.
+    """
+    length = float(in_size if length is None else length)
+    scale = length / out_size  # input pixels per output pixel
+    support = max(scale, 1.0)
+    centres = start + (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+    dist = (np.arange(in_size, dtype=np.float64)[None, :] - centres[:, None]) / support
+    w = np.maximum(0.0, 1.0 - np.abs(dist))
+    total = w.sum(axis=1, keepdims=True)
+    w = w / np.where(total > 0, total, 1.0)
+    return w.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_weights(in_size: int, out_size: int) -> np.ndarray:
+    w = _linear_weights(in_size, out_size)
+    w.setflags(write=False)
+    return w
+
+
+def _resample(image: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    """image (H, W, C) float32 -> (wy.shape[0], wx.shape[0], C)."""
+    if image.shape[-1] == 1:
+        return (wy @ image[..., 0] @ wx.T)[..., None]
+    return np.einsum("oh,hwc,pw->opc", wy, image, wx)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Linear, antialiased resize of (H, W, C) float32 to (size, size, C); no-op when equal."""
+    h, w = image.shape[:2]
+    if h == size and w == size:
+        return image
+    return _resample(image, _cached_weights(h, size), _cached_weights(w, size)).astype(
+        np.float32, copy=False
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Image transforms.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeImage(grain.transforms.Map):
+    """uint8 (H, W, C) -> float32 in [0, 1]."""
+
+    key: str = "image"
+
+    def map(self, element: Record) -> dict:
+        out = dict(element)
+        image = np.asarray(element[self.key])
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.dtype != np.uint8:
+            raise ValueError(f"{self.key!r} must be uint8, got {image.dtype}.")
+        out[self.key] = image.astype(np.float32) * np.float32(1.0 / 255.0)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ResizeImage(grain.transforms.Map):
+    """Resizes a float image to (size, size); skipped when already that size."""
+
+    size: int
+    key: str = "image"
+
+    def map(self, element: Record) -> dict:
+        out = dict(element)
+        out[self.key] = resize_image(element[self.key], self.size)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomResizedCrop(grain.transforms.RandomMap):
+    """Crops a random square window and resizes it to (size, size).
+
+    The window's side is a fraction U(min_scale, 1) of the image side (aspect ratio kept: a
+    stretched chest would change the cardiothoracic ratio that defines cardiomegaly) and it is
+    placed uniformly inside the image, so the largest shift is (1 - min_scale) of the side.
+    Sub-pixel window positions are sampled with linear interpolation. No rotation, no flip.
+    """
+
+    size: int
+    min_scale: float = 0.85
+    key: str = "image"
+
+    def random_map(self, element: Record, rng: np.random.Generator) -> dict:
+        out = dict(element)
+        image = element[self.key]
+        h, w = image.shape[:2]
+        s = rng.uniform(self.min_scale, 1.0)
+        ch, cw = s * h, s * w
+        y0 = rng.uniform(0.0, h - ch)
+        x0 = rng.uniform(0.0, w - cw)
+        wy = _linear_weights(h, self.size, y0, ch)
+        wx = _linear_weights(w, self.size, x0, cw)
+        out[self.key] = _resample(image, wy, wx).astype(np.float32, copy=False)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomBrightnessContrast(grain.transforms.RandomMap):
+    """x -> clip((x - m) * c + m + b, 0, 1) on [0, 1] images, m the image mean.
+
+    c ~ U(1 - contrast, 1 + contrast), b ~ U(-brightness, brightness).
+    """
+
+    brightness: float = 0.05
+    contrast: float = 0.1
+    key: str = "image"
+
+    def random_map(self, element: Record, rng: np.random.Generator) -> dict:
+        out = dict(element)
+        image = element[self.key]
+        c = np.float32(rng.uniform(1.0 - self.contrast, 1.0 + self.contrast))
+        b = np.float32(rng.uniform(-self.brightness, self.brightness))
+        m = np.float32(image.mean())
+        out[self.key] = np.clip((image - m) * c + (m + b), 0.0, 1.0).astype(np.float32)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalizeImage(grain.transforms.Map):
+    """[0, 1] -> (x - mean) / std with the fixed constants IMAGE_MEAN / IMAGE_STD."""
+
+    mean: float = IMAGE_MEAN
+    std: float = IMAGE_STD
+    key: str = "image"
+
+    def map(self, element: Record) -> dict:
+        out = dict(element)
+        out[self.key] = ((element[self.key] - np.float32(self.mean)) / np.float32(self.std)).astype(
+            np.float32, copy=False
+        )
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Text and output.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizeReport(grain.transforms.Map):
+    """report bytes -> "tokens" int32 (max_len,): ids, EOS, right padding with 0."""
+
+    tokenizer: Tokenizer
+    max_len: int
+    key: str = "report"
+
+    def map(self, element: Record) -> dict:
+        out = dict(element)
+        out["tokens"] = self.tokenizer.encode_batch([report_text(element)], self.max_len)[0]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs(grain.transforms.Map):
+    """Keeps exactly the model's keys with their dtypes: image float32, tokens int32, labels int8."""
+
+    def map(self, element: Record) -> dict:
+        labels = np.asarray(element["labels"], dtype=np.int8)
+        if labels.shape != (len(FINDINGS),):
+            raise ValueError(f"labels must have shape ({len(FINDINGS)},), got {labels.shape}.")
+        image = np.asarray(element["image"], dtype=np.float32)
+        if image.ndim != 3:
+            raise ValueError(f"image must be (H, W, C), got shape {image.shape}.")
+        return {
+            "image": image,
+            "tokens": np.asarray(element["tokens"], dtype=np.int32),
+            "labels": labels,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class PadBatch(grain.transforms.Map):
+    """Pads a batch (dict of arrays) with zero rows to batch_size and adds a bool "mask"."""
+
+    batch_size: int
+
+    def map(self, batch: Mapping[str, np.ndarray]) -> dict:
+        n = len(next(iter(batch.values())))
+        if n > self.batch_size:
+            raise ValueError(f"batch of {n} rows exceeds batch_size={self.batch_size}.")
+        out = {}
+        for k, v in batch.items():
+            v = np.asarray(v)
+            if n < self.batch_size:
+                pad = np.zeros((self.batch_size - n, *v.shape[1:]), dtype=v.dtype)
+                v = np.concatenate([v, pad], axis=0)
+            out[k] = v
+        mask = np.zeros((self.batch_size,), dtype=bool)
+        mask[:n] = True
+        out["mask"] = mask
+        return out
+
+
+Transform = grain.transforms.Map | grain.transforms.RandomMap
+
+
+def train_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transform]:
+    """Record -> model element, with augmentation when data_cfg.augment."""
+    image_ops: list[Transform] = [DecodeImage()]
+    if data_cfg.augment:
+        image_ops += [RandomResizedCrop(size=data_cfg.input_size), RandomBrightnessContrast()]
+    else:
+        image_ops += [ResizeImage(size=data_cfg.input_size)]
+    return [
+        *image_ops,
+        NormalizeImage(),
+        TokenizeReport(tokenizer=tokenizer, max_len=data_cfg.max_text_len),
+        ModelInputs(),
+    ]
+
+
+def eval_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transform]:
+    """Record -> model element, deterministic (no augmentation)."""
+    return [
+        DecodeImage(),
+        ResizeImage(size=data_cfg.input_size),
+        NormalizeImage(),
+        TokenizeReport(tokenizer=tokenizer, max_len=data_cfg.max_text_len),
+        ModelInputs(),
+    ]
+
+
+def apply_transforms(element: Record, transforms: Sequence[Transform], rng=None) -> dict:
+    """Applies transforms outside Grain (tests, notebooks); random ones need ``rng``."""
+    for t in transforms:
+        if isinstance(t, grain.transforms.RandomMap):
+            if rng is None:
+                raise ValueError(f"{type(t).__name__} is random: pass an np.random.Generator.")
+            element = t.random_map(element, rng)
+        else:
+            element = t.map(element)
+    return element

@@ -1,0 +1,89 @@
+"""The evaluator of image-report models: embeds a split once per call on padded, masked
+batches (fixed shapes, compiled once) and reports zero-shot AUROC and retrieval recall."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from radfm_jax.config.schema import DataConfig, EvalConfig
+from radfm_jax.data.device_put import to_global_batch
+from radfm_jax.data.pipeline import make_eval_batches
+from radfm_jax.data.tokenizer import Tokenizer
+from radfm_jax.evals.retrieval import retrieval_metrics
+from radfm_jax.evals.zeroshot import zeroshot_metrics, zeroshot_scores
+from radfm_jax.parallel.mesh import batch_sharding
+from radfm_jax.train.step import Encoders
+
+
+class ContrastiveEvaluator:
+    def __init__(
+        self,
+        source: Any,
+        tokenizer: Tokenizer,
+        encoders: Encoders,
+        mesh: Mesh,
+        data_cfg: DataConfig,
+        eval_cfg: EvalConfig,
+    ):
+        self._source = source
+        self._tokenizer = tokenizer
+        self._encoders = encoders
+        self._sharding = batch_sharding(mesh)
+        self._data_cfg = data_cfg
+        self._cfg = eval_cfg
+        self._reports, self._labels = self._read_targets()
+
+    def _read_targets(self) -> tuple[list[str], np.ndarray]:
+        count = len(self._source)
+        if self._cfg.max_examples:
+            count = min(count, self._cfg.max_examples)
+        records = [self._source[i] for i in range(count)]
+        reports = [r["report"].decode() if isinstance(r["report"], bytes) else r["report"] for r in records]
+        return reports, np.stack([r["labels"] for r in records])
+
+    def _batches(self):
+        return make_eval_batches(
+            self._source,
+            tokenizer=self._tokenizer,
+            data_cfg=self._data_cfg,
+            batch_size=self._cfg.batch_size,
+            max_examples=self._cfg.max_examples,
+        )
+
+    def _embed_split(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
+        image_parts, text_parts = [], []
+        for host_batch in self._batches():
+            mask = np.asarray(host_batch["mask"], bool)
+            batch = to_global_batch({k: host_batch[k] for k in ("image", "tokens")}, self._sharding)
+            image_emb = self._encoders.encode_image(params, batch["image"])
+            text_emb = self._encoders.encode_text(params, batch["tokens"])
+            image_parts.append(np.asarray(jax.device_get(image_emb))[mask])
+            text_parts.append(np.asarray(jax.device_get(text_emb))[mask])
+        return np.concatenate(image_parts), np.concatenate(text_parts)
+
+    def encode_texts(self, params: dict, texts: Sequence[str]) -> np.ndarray:
+        """Embed free text (prompts), padded to the eval batch size so shapes stay fixed."""
+        tokens = self._tokenizer.encode_batch(list(texts), self._data_cfg.max_text_len)
+        padded = np.zeros((self._cfg.batch_size, tokens.shape[1]), tokens.dtype)
+        padded[: len(texts)] = tokens
+        batch = to_global_batch({"tokens": padded}, self._sharding)
+        emb = self._encoders.encode_text(params, batch["tokens"])
+        return np.asarray(jax.device_get(emb))[: len(texts)]
+
+    def __call__(self, params: dict, logit_scale: float) -> dict[str, float]:
+        image_emb, text_emb = self._embed_split(params)
+        scores = zeroshot_scores(
+            image_emb,
+            lambda texts: self.encode_texts(params, texts),
+            self._cfg.positive_templates,
+            self._cfg.negative_templates,
+            logit_scale,
+        )
+        results = zeroshot_metrics(scores, self._labels)
+        results.update(retrieval_metrics(image_emb, text_emb, self._reports, self._cfg.recall_ks))
+        results["eval/num_examples"] = float(len(image_emb))
+        return results

@@ -1,0 +1,61 @@
+"""CheXzero-style zero-shot classification: for each finding, a softmax over the image's
+similarity to a positive and a negative prompt (each an ensemble of templates)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from radfm_jax.data.findings import FINDING_PHRASES, FINDINGS, NEGATED_PROMPT_FINDINGS, binary_targets
+from radfm_jax.evals.metrics import auroc
+
+EncodeTexts = Callable[[Sequence[str]], np.ndarray]
+
+
+def prompt_pairs(
+    positive_templates: Sequence[str], negative_templates: Sequence[str]
+) -> dict[str, tuple[list[str], list[str]]]:
+    """finding -> (prompts meaning present, prompts meaning absent)."""
+    pairs = {}
+    for finding in FINDINGS:
+        phrase = FINDING_PHRASES[finding]
+        present = [t.format(finding=phrase) for t in positive_templates]
+        absent = [t.format(finding=phrase) for t in negative_templates]
+        # "no acute abnormality" is what a normal study's report says.
+        pairs[finding] = (absent, present) if finding in NEGATED_PROMPT_FINDINGS else (present, absent)
+    return pairs
+
+
+def _ensemble(embeddings: np.ndarray) -> np.ndarray:
+    mean = embeddings.mean(axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def zeroshot_scores(
+    image_emb: np.ndarray,
+    encode_texts: EncodeTexts,
+    positive_templates: Sequence[str],
+    negative_templates: Sequence[str],
+    logit_scale: float,
+) -> dict[str, np.ndarray]:
+    """finding -> P(present) per image from the two-way softmax over prompt similarities."""
+    scores = {}
+    for finding, (present, absent) in prompt_pairs(positive_templates, negative_templates).items():
+        prompts = np.stack([_ensemble(encode_texts(present)), _ensemble(encode_texts(absent))])
+        logits = logit_scale * image_emb @ prompts.T
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        scores[finding] = probs[:, 0] / probs.sum(axis=1)
+    return scores
+
+
+def zeroshot_metrics(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Per-finding AUROC on reader-committed labels (uncertain excluded) and their mean."""
+    results = {}
+    for index, finding in enumerate(FINDINGS):
+        targets, valid = binary_targets(labels[:, index])
+        results[f"zeroshot/auroc/{finding}"] = auroc(scores[finding][valid], targets[valid])
+    values = [v for v in results.values() if not np.isnan(v)]
+    results["zeroshot/auroc_mean"] = float(np.mean(values)) if values else float("nan")
+    return results

@@ -1,0 +1,186 @@
+"""Transformer building blocks shared by the image and text towers.
+
+Every parameter is created through `nnx.with_partitioning` with logical axis names from the
+vocabulary in parallel/rules.py. Matmuls run in `dtype` (the compute dtype) while parameters stay
+float32; LayerNorm, attention softmax and the residual stream are float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import DTypeLike as Dtype
+
+Names = tuple[str, ...]
+
+LAYERS_AXIS = "layers"  # logical name of the leading axis of scanned (stacked) layer params
+
+
+def named(init: Callable, names: Names) -> Callable:
+    """An initializer whose variables carry the logical axis `names`."""
+    return nnx.with_partitioning(init, names)
+
+
+def param(init: Callable, shape: tuple[int, ...], names: Names, rngs: nnx.Rngs) -> nnx.Param:
+    """A float32 parameter of `shape` with logical axis `names` (rank must match)."""
+    assert len(shape) == len(names), (shape, names)
+    return nnx.Param(named(init, names)(rngs.params(), shape, jnp.float32))
+
+
+def layer_norm(width: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """Float32 LayerNorm over the `embed` axis."""
+    return nnx.LayerNorm(
+        width,
+        epsilon=1e-6,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        scale_init=named(nnx.initializers.ones_init(), ("embed",)),
+        bias_init=named(nnx.initializers.zeros_init(), ("embed",)),
+        rngs=rngs,
+    )
+
+
+def dense(
+    in_features: int | tuple[int, ...],
+    out_features: int | tuple[int, ...],
+    names: Names,
+    *,
+    dtype: Dtype,
+    rngs: nnx.Rngs,
+    use_bias: bool = True,
+) -> nnx.LinearGeneral:
+    """A linear map contracting the trailing `in_features` dims; kernel named `names`.
+
+    The bias is named by the output part of `names`.
+    """
+    in_shape = in_features if isinstance(in_features, tuple) else (in_features,)
+    out_shape = out_features if isinstance(out_features, tuple) else (out_features,)
+    assert len(names) == len(in_shape) + len(out_shape), (in_shape, out_shape, names)
+    return nnx.LinearGeneral(
+        in_shape,
+        out_shape,
+        axis=tuple(range(-len(in_shape), 0)),
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=named(nnx.initializers.xavier_uniform(), names),
+        bias_init=named(nnx.initializers.zeros_init(), names[len(in_shape) :]),
+        rngs=rngs,
+    )
+
+
+class Attention(nnx.Module):
+    """Multi-head dot-product attention with (embed, heads, head_dim) projections.
+
+    `mask` is a (B, Lk) boolean key mask (True = attend). Logits and softmax are float32.
+    """
+
+    def __init__(self, width: int, heads: int, *, dtype: Dtype, rngs: nnx.Rngs):
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        head_dim = width // heads
+        qkv_names = ("embed", "heads", "head_dim")
+        self.dtype = dtype
+        self.query = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        self.key = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        self.value = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        self.out = dense(
+            (heads, head_dim), width, ("heads", "head_dim", "embed"), dtype=dtype, rngs=rngs
+        )
+
+    def __call__(
+        self, x: jax.Array, kv: jax.Array | None = None, mask: jax.Array | None = None
+    ) -> jax.Array:
+        kv = x if kv is None else kv
+        q, k, v = self.query(x), self.key(kv), self.value(kv)  # (B, L, heads, head_dim)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+        logits = logits / jnp.sqrt(jnp.float32(q.shape[-1]))
+        if mask is not None:
+            big_neg = jnp.finfo(jnp.float32).min
+            logits = jnp.where(mask[:, None, None, :], logits, big_neg)
+        probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        return self.out(jnp.einsum("bhqk,bkhd->bqhd", probs, v))
+
+
+class Mlp(nnx.Module):
+    """Linear (embed, mlp) -> GELU -> linear (mlp, embed)."""
+
+    def __init__(self, width: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs):
+        self.fc1 = dense(width, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+        self.fc2 = dense(mlp_dim, width, ("mlp", "embed"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(nnx.gelu(self.fc1(x)))
+
+
+class Block(nnx.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs):
+        self.norm1 = layer_norm(width, rngs)
+        self.attn = Attention(width, heads, dtype=dtype, rngs=rngs)
+        self.norm2 = layer_norm(width, rngs)
+        self.mlp = Mlp(width, mlp_dim, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        x = x + self.attn(self.norm1(x), mask=mask)
+        return x + self.mlp(self.norm2(x))
+
+
+def _apply_block(x: jax.Array, block: Block, mask: jax.Array | None) -> jax.Array:
+    return block(x, mask)
+
+
+class Transformer(nnx.Module):
+    """A stack of `depth` blocks.
+
+    With `scan_layers`, `self.layers` is ONE Block whose params have a leading `layers` axis of
+    size `depth` (built with nnx.vmap, applied with nnx.scan); otherwise it is an nnx.List of
+    `depth` Blocks. `remat` recomputes each block's activations in the backward pass.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        *,
+        dtype: Dtype,
+        scan_layers: bool,
+        remat: bool,
+        rngs: nnx.Rngs,
+    ):
+        self.scan_layers = scan_layers
+        self.remat = remat
+        make = functools.partial(Block, width, heads, mlp_dim, dtype=dtype)
+        if scan_layers:
+
+            @nnx.split_rngs(splits=depth)
+            @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS})
+            def make_stack(rngs: nnx.Rngs) -> Block:
+                return make(rngs=rngs)
+
+            self.layers = make_stack(rngs)
+        else:
+            self.layers = nnx.List([make(rngs=rngs) for _ in range(depth)])
+
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        apply = _apply_block
+        if self.remat:
+            apply = nnx.remat(apply, prevent_cse=not self.scan_layers)
+        if self.scan_layers:
+            apply = nnx.scan(
+                apply,
+                in_axes=(nnx.Carry, 0, None),
+                out_axes=nnx.Carry,
+                transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS},
+            )
+            return apply(x, self.layers, mask)
+        for block in self.layers:
+            x = apply(x, block, mask)
+        return x

@@ -1,0 +1,202 @@
+"""The training loop: resume, step, log, evaluate, checkpoint, handle preemption."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import signal
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+import radfm_jax
+from radfm_jax.config.overrides import ConfigError, to_dict
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.data.datasets import PreparedData, open_prepared
+from radfm_jax.data.device_put import prefetch_to_device
+from radfm_jax.data.pipeline import make_train_loader
+from radfm_jax.evals.contrastive import ContrastiveEvaluator
+from radfm_jax.models.two_tower import TwoTower
+from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES
+from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh
+from radfm_jax.train import checkpoint
+from radfm_jax.train.metrics import MetricWriter, format_eval_table
+from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from radfm_jax.train.state import StateLayout, init_train_state, plan_state
+from radfm_jax.train.step import build_encoders, build_train_step, batch_shardings
+from radfm_jax.train.workdir import claim_workdir
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config before the first step: shared by train and eval."""
+
+    config: ExperimentConfig
+    mesh: jax.sharding.Mesh
+    data: PreparedData
+    layout: StateLayout
+    model_factory: functools.partial
+    tx: object
+
+    @classmethod
+    def build(cls, config: ExperimentConfig) -> "Experiment":
+        mesh = make_mesh(config.mesh)
+        data = open_prepared(config.data)
+        model_factory = functools.partial(
+            TwoTower,
+            config.model,
+            vocab_size=data.tokenizer.vocab_size,
+            max_text_len=config.data.max_text_len,
+            image_size=config.data.input_size,
+            rngs=nnx.Rngs(config.seed),
+        )
+        tx = make_optimizer(config.optim, config.total_steps)
+        layout = plan_state(model_factory, tx, mesh, config.mesh.rules)
+        return cls(config, mesh, data, layout, model_factory, tx)
+
+    def evaluator(self) -> ContrastiveEvaluator:
+        split = self.config.eval.split
+        if split not in self.data.sources:
+            raise ConfigError(f"eval.split='{split}' not in the data set's splits {sorted(self.data.sources)}")
+        return ContrastiveEvaluator(
+            self.data.sources[split],
+            self.data.tokenizer,
+            build_encoders(self.layout, self.mesh),
+            self.mesh,
+            self.config.data,
+            self.config.eval,
+        )
+
+
+def logit_scale_of(params: dict) -> float:
+    return float(min(np.exp(np.asarray(jax.device_get(params["log_logit_scale"]))), 100.0))
+
+
+def checkpoint_metadata(config: ExperimentConfig) -> dict:
+    return {"config": to_dict(config), "radfm_jax_version": radfm_jax.__version__}
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks between steps (no work in the handler)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change: bool = False) -> dict:
+    """Train (or resume) in `workdir`; returns the last evaluation results ({} if none)."""
+    workdir = Path(workdir)
+    claim_workdir(workdir, config, allow_config_change=allow_config_change)
+    exp = Experiment.build(config)
+    log.info("mesh %s; %d parameters; %.2f%% of parameter bytes replicated", dict(exp.mesh.shape),
+             sum(x.size for x in jax.tree.leaves(exp.layout.abstract.params)),
+             100 * exp.layout.replicated_fraction)
+    for line in exp.layout.param_lines:
+        log.info("param %s", line)
+
+    manager = checkpoint.make_manager(workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+    loader = make_train_loader(
+        exp.data.sources["train"],
+        tokenizer=exp.data.tokenizer,
+        data_cfg=config.data,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    batch_size_per_process(config.batch_size, exp.mesh)  # validates divisibility
+    start_step = manager.latest_step() or 0
+    if start_step:
+        state, data_state, _ = checkpoint.restore(manager, start_step, exp.layout.abstract, exp.layout.shardings)
+        loader.set_state(data_state)
+        log.info("resumed from step %d", start_step)
+    else:
+        state = init_train_state(exp.layout, exp.model_factory, exp.tx)
+
+    step_fn = build_train_step(
+        exp.layout, exp.tx, CONTRASTIVE_OBJECTIVES[config.objective.name],
+        learning_rate_schedule(config.optim, config.total_steps), exp.mesh,
+    ).jit()
+    evaluator = exp.evaluator() if config.eval_every else None
+    writer = MetricWriter(workdir, resume_step=start_step)
+    metadata = checkpoint_metadata(config)
+    preemption = _Preemption()
+    results: dict = {}
+    try:
+        results = _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager,
+                             metadata, preemption, start_step)
+    finally:
+        preemption.restore()
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+    return results
+
+
+def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, metadata,
+               preemption, start_step) -> dict:
+    step = start_step
+    results: dict = {}
+    if step >= config.total_steps:
+        log.info("already trained to step %d of %d", step, config.total_steps)
+        return results
+    stream = prefetch_to_device(loader, config.data.prefetch_batches, batch_shardings(exp.mesh))
+    progress = tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    nonfinite = jnp.zeros((), bool)
+    last_log_time, last_log_step = time.perf_counter(), step
+    for batch in stream:
+        state, metrics = step_fn(state, batch)
+        nonfinite = nonfinite | ~jnp.isfinite(metrics["loss"])
+        step += 1
+        last = step == config.total_steps
+        if step % config.log_every == 0 or step == 1 or last:
+            host = jax.device_get(metrics)  # the only host sync: on log steps
+            if bool(jax.device_get(nonfinite)):
+                raise NonFiniteLossError(
+                    f"the loss became non-finite by step {step} (last logged loss {float(host['loss'])}); "
+                    "lower optim.learning_rate or check the data. Resume restarts from the last checkpoint"
+                )
+            now = time.perf_counter()
+            steps = step - last_log_step
+            step_time = (now - last_log_time) / steps
+            host = {key: float(value) for key, value in host.items()}
+            host.update(step_time_s=step_time, examples_per_sec=config.batch_size / step_time)
+            writer.write_train(step, host)
+            progress.set_postfix(loss=f"{host['loss']:.4f}", ex_s=f"{host['examples_per_sec']:.0f}")
+            last_log_time, last_log_step = now, step
+        progress.update(1)
+        if evaluator is not None and (step % config.eval_every == 0 or last):
+            results = evaluator(state.params, logit_scale_of(state.params))
+            path = writer.write_eval(step, results)
+            log.info("step %d eval -> %s", step, path)
+            last_log_time = time.perf_counter()  # keep eval time out of step timings
+        if last or preemption.requested or manager.should_save(step):
+            checkpoint.save(manager, step, state, stream.get_state(), metadata, force=True)
+        if preemption.requested:
+            log.warning("SIGTERM: saved step %d; exiting so the run can resume", step)
+            break
+        if last:
+            break
+    progress.close()
+    if results:
+        print(f"\nevaluation at step {step}:\n{format_eval_table(results)}")
+    return results

@@ -1,0 +1,56 @@
+"""WORKDIR bookkeeping: the resolved config, and refusing to mix experiments in one folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from radfm_jax.config.overrides import ConfigError, field_paths, from_dict, to_dict
+from radfm_jax.config.schema import ExperimentConfig
+
+CONFIG_FILE = "config.json"
+
+
+def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    old_fields, new_fields = field_paths(old), field_paths(new)
+    return [f"{key}: {old_fields[key]!r} -> {new_fields[key]!r}" for key in new_fields if old_fields.get(key) != new_fields[key]]
+
+
+def read_config(workdir: Path) -> ExperimentConfig:
+    path = Path(workdir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: '{workdir}' is not a radfm workdir (train into it first)")
+    try:
+        return from_dict(ExperimentConfig, json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ConfigError(f"{path} is not a valid radfm config ({err}); restore it or use a new workdir") from None
+
+
+def claim_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_change: bool) -> None:
+    """Write config.json, or check that an existing workdir holds this same experiment.
+
+    With allow_config_change the old config is kept as config.<time>.json, never overwritten.
+    """
+    workdir = Path(workdir)
+    path = workdir / CONFIG_FILE
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"workdir '{workdir}' exists and is not a directory; choose another path")
+    if path.is_file():
+        differences = config_differences(read_config(workdir), config)
+        if not differences:
+            return
+        if not allow_config_change:
+            listing = "\n  ".join(differences[:10])
+            raise ConfigError(
+                f"workdir '{workdir}' holds a run of a different config:\n  {listing}\n"
+                "Use a new --workdir, or pass --allow-config-change to continue this run with the "
+                "new config (the old config.json is kept beside it)"
+            )
+        path.rename(workdir / f"config.{time.strftime('%Y%m%d-%H%M%S')}.json")
+    elif workdir.is_dir() and any(workdir.iterdir()):
+        raise ConfigError(
+            f"workdir '{workdir}' is not empty and has no {CONFIG_FILE}; choose an empty or new folder"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_dict(config), indent=2) + "\n")

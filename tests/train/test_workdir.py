@@ -1,0 +1,56 @@
+import dataclasses
+import json
+
+import pytest
+
+from radfm_jax.config.overrides import ConfigError, to_dict
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.train.metrics import MetricWriter
+from radfm_jax.train.workdir import claim_workdir, read_config
+
+
+def test_new_workdir_gets_config_and_same_config_resumes(tmp_path):
+    config = ExperimentConfig(total_steps=5)
+    claim_workdir(tmp_path / "run", config, allow_config_change=False)
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written == json.loads(json.dumps(to_dict(config)))
+    claim_workdir(tmp_path / "run", config, allow_config_change=False)  # resume: no error
+    assert read_config(tmp_path / "run") == config
+
+
+def test_different_config_is_refused_then_kept_aside_with_flag(tmp_path):
+    run = tmp_path / "run"
+    claim_workdir(run, ExperimentConfig(total_steps=5), allow_config_change=False)
+    changed = ExperimentConfig(total_steps=9)
+    with pytest.raises(ConfigError, match=r"total_steps: 5 -> 9"):
+        claim_workdir(run, changed, allow_config_change=False)
+    assert read_config(run).total_steps == 5  # untouched
+    claim_workdir(run, changed, allow_config_change=True)
+    assert read_config(run).total_steps == 9
+    backups = list(run.glob("config.*.json"))
+    assert len(backups) == 1 and json.loads(backups[0].read_text())["total_steps"] == 5
+
+
+def test_non_empty_folder_without_config_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        claim_workdir(tmp_path, ExperimentConfig(), allow_config_change=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_unreadable_config_json_names_the_file(tmp_path):
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(ConfigError, match="not a valid radfm config"):
+        read_config(tmp_path)
+
+
+def test_resume_moves_metric_lines_past_the_checkpoint_aside(tmp_path):
+    lines = [{"step": s, "loss": 1.0 / s} for s in (1, 5, 10, 15)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    writer = MetricWriter(tmp_path, resume_step=10)
+    writer.write_train(15, {"loss": 0.5})
+    writer.close()
+    kept = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in kept] == [1, 5, 10, 15] and kept[-1]["loss"] == 0.5
+    dropped = [json.loads(l) for l in (tmp_path / "metrics.dropped.jsonl").read_text().splitlines()]
+    assert dropped == [lines[-1]]
