@@ -54,7 +54,9 @@ def _derive_seeds(seed: int, n: int) -> list[int]:
 
 
 def _read_options(data_cfg: DataConfig) -> grain.ReadOptions:
-    threads = min(_DEFAULT_READ_THREADS, os.cpu_count() or 1)
+    # Transforms are mostly GIL-bound NumPy: more threads than half the cores slow it down
+    # (measured); one background thread still overlaps reading with the train step.
+    threads = max(1, min(_DEFAULT_READ_THREADS, (os.cpu_count() or 2) // 2))
     # Elements here are whole batches: buffer a few per thread, not Grain's default of 500.
     return grain.ReadOptions(
         num_threads=threads, prefetch_buffer_size=max(2, 2 * threads, data_cfg.prefetch_batches)
@@ -120,8 +122,19 @@ def make_train_loader(
     ds = ds[process_index::process_count]
     it_ds = ds.to_iter_dataset(_read_options(data_cfg))
     if data_cfg.worker_count > 0:
+        _ensure_absl_flags_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.worker_count))
     return iter(it_ds)
+
+
+def _ensure_absl_flags_parsed() -> None:
+    """Grain 0.2.18's mp_prefetch reads an absl flag and fails in programs that never parsed
+    absl flags (google/grain#1355, fixed upstream by #1362). Marking them parsed keeps every
+    default; a program that parses its own absl flags is unaffected."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def num_eval_batches(num_examples: int, batch_size: int) -> int:

@@ -86,7 +86,11 @@ class Attention(nnx.Module):
         qkv_names = ("embed", "heads", "head_dim")
         self.dtype = dtype
         self.query = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
-        self.key = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        # No key bias: it shifts each query's logits by a constant, so its true gradient is 0
+        # and Adam would only amplify rounding noise in it.
+        self.key = dense(
+            width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, use_bias=False
+        )
         self.value = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
         self.out = dense(
             (heads, head_dim), width, ("heads", "head_dim", "embed"), dtype=dtype, rngs=rngs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -39,12 +40,9 @@ class TwoTower(nnx.Module):
         common = dict(dtype=dtype, scan_layers=cfg.scan_layers, remat=cfg.remat, rngs=rngs)
         self.image = ViT(cfg.image, image_size, **common)
         self.text = TextTransformer(cfg.text, vocab_size, max_text_len, **common)
-        self.image_proj = dense(
-            cfg.image.width, cfg.embed_dim, ("embed", "proj"), dtype=dtype, rngs=rngs, use_bias=False
-        )
-        self.text_proj = dense(
-            cfg.text.width, cfg.embed_dim, ("embed", "proj"), dtype=dtype, rngs=rngs, use_bias=False
-        )
+        proj = functools.partial(dense, names=("embed", "proj"), dtype=dtype, use_bias=False)
+        self.image_proj = proj(cfg.image.width, cfg.embed_dim, rngs=rngs)
+        self.text_proj = proj(cfg.text.width, cfg.embed_dim, rngs=rngs)
         constant = nnx.initializers.constant
         self.log_logit_scale = param(constant(math.log(cfg.init_temperature)), (), (), rngs)
         self.logit_bias = param(constant(cfg.init_bias), (), (), rngs)

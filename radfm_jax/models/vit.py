@@ -91,11 +91,12 @@ class ViT(nnx.Module):
             self.map_head = MapHead(width, cfg.heads, mlp_dim, dtype=dtype, rngs=rngs)
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        x = self.patch_embed(patchify(images, self.patch_size))
+        # The residual stream is float32; blocks cast to the compute dtype for their matmuls.
+        x = self.patch_embed(patchify(images, self.patch_size)).astype(jnp.float32)
         if self.pool == "cls":
             cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1]))
-            x = jnp.concatenate([cls.astype(x.dtype), x], axis=1)
-        x = x + self.pos_emb[...]  # float32 residual stream from here on
+            x = jnp.concatenate([cls, x], axis=1)
+        x = x + self.pos_emb[...]
         x = self.norm(self.encoder(x))
         if self.pool == "cls":
             return x[:, 0]

@@ -15,9 +15,9 @@ class CheckpointError(ConfigError):
     """A checkpoint that cannot be restored (corrupt, or from another model)."""
 
 
-def make_manager(workdir: Path, *, save_every: int, keep: int) -> ocp.CheckpointManager:
+def make_manager(workdir: Path, *, keep: int) -> ocp.CheckpointManager:
+    """The loop decides when to save (every checkpoint_every steps, the last step, on SIGTERM)."""
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=save_every,
         max_to_keep=keep,
         enable_async_checkpointing=True,
         create=True,
@@ -35,8 +35,6 @@ def save(
     state: Any,
     data_state: dict,
     metadata: dict,
-    *,
-    force: bool = False,
 ) -> bool:
     """Queue an asynchronous save; returns whether one was started."""
     return manager.save(
@@ -46,7 +44,7 @@ def save(
             data=ocp.args.JsonSave(data_state),
             metadata=ocp.args.JsonSave(metadata),
         ),
-        force=force,
+        force=True,
     )
 
 

@@ -24,7 +24,7 @@ def evaluate_workdir(workdir: str | Path, *, step: int | None = None, overrides:
     config = apply_overrides(config, overrides)
     validate(config)
     exp = Experiment.build(config)
-    manager = checkpoint.make_manager(workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+    manager = checkpoint.make_manager(workdir, keep=config.keep_checkpoints)
     try:
         available = list(manager.all_steps())
         if not available:

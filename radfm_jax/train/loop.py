@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,21 +47,14 @@ class Experiment:
     mesh: jax.sharding.Mesh
     data: PreparedData
     layout: StateLayout
-    model_factory: functools.partial
+    model_factory: Callable[[], TwoTower]
     tx: object
 
     @classmethod
     def build(cls, config: ExperimentConfig) -> "Experiment":
         mesh = make_mesh(config.mesh)
         data = open_prepared(config.data)
-        model_factory = functools.partial(
-            TwoTower,
-            config.model,
-            vocab_size=data.tokenizer.vocab_size,
-            max_text_len=config.data.max_text_len,
-            image_size=config.data.input_size,
-            rngs=nnx.Rngs(config.seed),
-        )
+        model_factory = two_tower_factory(config, data.tokenizer.vocab_size)
         tx = make_optimizer(config.optim, config.total_steps)
         layout = plan_state(model_factory, tx, mesh, config.mesh.rules)
         return cls(config, mesh, data, layout, model_factory, tx)
@@ -78,6 +71,22 @@ class Experiment:
             self.config.data,
             self.config.eval,
         )
+
+
+def two_tower_factory(config: ExperimentConfig, vocab_size: int) -> Callable[[], TwoTower]:
+    """A fresh model each call; the Rngs are made inside so the call can be traced (jit,
+    eval_shape) without touching state created outside the trace."""
+
+    def factory() -> TwoTower:
+        return TwoTower(
+            config.model,
+            vocab_size=vocab_size,
+            max_text_len=config.data.max_text_len,
+            image_size=config.data.input_size,
+            rngs=nnx.Rngs(config.seed),
+        )
+
+    return factory
 
 
 def logit_scale_of(params: dict) -> float:
@@ -113,7 +122,7 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
     for line in exp.layout.param_lines:
         log.info("param %s", line)
 
-    manager = checkpoint.make_manager(workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+    manager = checkpoint.make_manager(workdir, keep=config.keep_checkpoints)
     loader = make_train_loader(
         exp.data.sources["train"],
         tokenizer=exp.data.tokenizer,
@@ -189,8 +198,8 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
             path = writer.write_eval(step, results)
             log.info("step %d eval -> %s", step, path)
             last_log_time = time.perf_counter()  # keep eval time out of step timings
-        if last or preemption.requested or manager.should_save(step):
-            checkpoint.save(manager, step, state, stream.get_state(), metadata, force=True)
+        if last or preemption.requested or step % config.checkpoint_every == 0:
+            checkpoint.save(manager, step, state, stream.get_state(), metadata)
         if preemption.requested:
             log.warning("SIGTERM: saved step %d; exiting so the run can resume", step)
             break

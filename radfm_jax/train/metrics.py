@@ -53,7 +53,7 @@ class MetricWriter:
         path = eval_dir / f"step_{step:08d}.json"
         path.write_text(json.dumps({key: _jsonable(v) for key, v in sorted(results.items())}, indent=2) + "\n")
         for key, value in results.items():
-            self._tensorboard.add_scalar(key, float(value), step)
+            self._tensorboard.add_scalar(key.replace("@", "_at_"), float(value), step)
         return path
 
     def close(self) -> None:

@@ -63,7 +63,7 @@ def build_train_step(
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": lr_schedule(state.step),
             **aux,
         }
