@@ -198,9 +198,10 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
             path = writer.write_eval(step, results)
             log.info("step %d eval -> %s", step, path)
             last_log_time = time.perf_counter()  # keep eval time out of step timings
-        if last or preemption.requested or step % config.checkpoint_every == 0:
+        preempted = preemption.requested
+        if last or preempted or step % config.checkpoint_every == 0:
             checkpoint.save(manager, step, state, stream.get_state(), metadata)
-        if preemption.requested:
+        if preempted:
             log.warning("SIGTERM: saved step %d; exiting so the run can resume", step)
             break
         if last:
