@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "train":
             from radfm_jax.config.loading import load_experiment
-            from radfm_jax.train.loop import train
 
-            train(load_experiment(args.config, args.overrides), args.workdir,
-                  allow_config_change=args.allow_config_change)
+            config = load_experiment(args.config, args.overrides)
+            from radfm_jax.train.loop import train  # JAX and friends: after the config is checked
+
+            train(config, args.workdir, allow_config_change=args.allow_config_change)
         elif args.verb == "eval":
             from radfm_jax.train.evaluate import evaluate_workdir
 

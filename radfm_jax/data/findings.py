@@ -42,8 +42,8 @@ def binary_targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # The phrase zero-shot prompts use for each finding; synthetic reports use it among their
-# wordings. For no_finding the phrase names the abnormality whose absence defines the class,
-# so its positive prompt is the negated one (see NEGATED_PROMPT_FINDINGS).
+# wordings. no_finding is the exception: its phrase names what a normal study's report denies
+# ("no acute cardiopulmonary abnormality"), see radfm_jax/evals/zeroshot.py.
 FINDING_PHRASES: dict[str, str] = {
     "no_finding": "acute cardiopulmonary abnormality",
     "cardiomegaly": "cardiomegaly",
@@ -53,4 +53,4 @@ FINDING_PHRASES: dict[str, str] = {
     "lung_lesion": "lung nodule",
     "support_devices": "support devices",
 }
-NEGATED_PROMPT_FINDINGS: frozenset[str] = frozenset({"no_finding"})
+NO_FINDING = "no_finding"

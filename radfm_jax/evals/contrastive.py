@@ -66,13 +66,17 @@ class ContrastiveEvaluator:
         return np.concatenate(image_parts), np.concatenate(text_parts)
 
     def encode_texts(self, params: dict, texts: Sequence[str]) -> np.ndarray:
-        """Embed free text (prompts), padded to the eval batch size so shapes stay fixed."""
-        tokens = self._tokenizer.encode_batch(list(texts), self._data_cfg.max_text_len)
-        padded = np.zeros((self._cfg.batch_size, tokens.shape[1]), tokens.dtype)
-        padded[: len(texts)] = tokens
-        batch = to_global_batch({"tokens": padded}, self._sharding)
-        emb = self._encoders.encode_text(params, batch["tokens"])
-        return np.asarray(jax.device_get(emb))[: len(texts)]
+        """Embed free text (prompts) in chunks padded to the eval batch size (fixed shapes)."""
+        size = self._cfg.batch_size
+        parts = []
+        for start in range(0, len(texts), size):
+            chunk = self._tokenizer.encode_batch(list(texts[start : start + size]), self._data_cfg.max_text_len)
+            padded = np.zeros((size, chunk.shape[1]), chunk.dtype)
+            padded[: len(chunk)] = chunk
+            batch = to_global_batch({"tokens": padded}, self._sharding)
+            emb = self._encoders.encode_text(params, batch["tokens"])
+            parts.append(np.asarray(jax.device_get(emb))[: len(chunk)])
+        return np.concatenate(parts)
 
     def __call__(self, params: dict, logit_scale: float) -> dict[str, float]:
         image_emb, text_emb = self._embed_split(params)

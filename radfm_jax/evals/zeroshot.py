@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from radfm_jax.data.findings import FINDING_PHRASES, FINDINGS, NEGATED_PROMPT_FINDINGS, binary_targets
+from radfm_jax.data.findings import FINDING_PHRASES, FINDINGS, NO_FINDING, binary_targets
 from radfm_jax.evals.metrics import auroc
 
 EncodeTexts = Callable[[Sequence[str]], np.ndarray]
@@ -16,14 +16,21 @@ EncodeTexts = Callable[[Sequence[str]], np.ndarray]
 def prompt_pairs(
     positive_templates: Sequence[str], negative_templates: Sequence[str]
 ) -> dict[str, tuple[list[str], list[str]]]:
-    """finding -> (prompts meaning present, prompts meaning absent)."""
+    """finding -> (prompts meaning present, prompts meaning absent).
+
+    no_finding is present when the report denies any acute abnormality ("no acute
+    cardiopulmonary abnormality.") and absent when any finding is stated, so its absent side is
+    the ensemble of every other finding's present prompts: reports never affirm the phrase
+    "acute cardiopulmonary abnormality" itself, which would make a poor opposite.
+    """
     pairs = {}
     for finding in FINDINGS:
         phrase = FINDING_PHRASES[finding]
         present = [t.format(finding=phrase) for t in positive_templates]
         absent = [t.format(finding=phrase) for t in negative_templates]
-        # "no acute abnormality" is what a normal study's report says.
-        pairs[finding] = (absent, present) if finding in NEGATED_PROMPT_FINDINGS else (present, absent)
+        pairs[finding] = (present, absent)
+    abnormal = [prompt for finding in FINDINGS if finding != NO_FINDING for prompt in pairs[finding][0]]
+    pairs[NO_FINDING] = (pairs[NO_FINDING][1], abnormal)
     return pairs
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from radfm_jax.config.overrides import ConfigError
 
@@ -51,7 +55,12 @@ def save(
 def restore(
     manager: ocp.CheckpointManager, step: int, abstract_state: Any, shardings: Any
 ) -> tuple[Any, dict, dict]:
-    """Restore (state placed in `shardings`, data-iterator state, metadata)."""
+    """Restore (state placed in `shardings`, data-iterator state, metadata).
+
+    Raises CheckpointError, with what to do, when the step's files cannot be read or were
+    written by a model of other shapes."""
+    path = Path(manager.directory) / str(step)
+    _check_compatible(path, abstract_state)
     target = jax.tree.map(
         lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
         abstract_state,
@@ -67,13 +76,91 @@ def restore(
             ),
         )
     except Exception as err:  # orbax raises many types for unreadable or mismatched files
-        path = Path(manager.directory) / str(step)
-        raise CheckpointError(
-            f"cannot restore the checkpoint at {path} ({type(err).__name__}: {str(err)[:300]}). "
-            "If it is corrupt, move that step folder aside to resume from an earlier one, or "
-            "start in a new workdir"
-        ) from None
+        _quiet_abandoned_reads()
+        raise _unreadable(path, err) from None
     return restored.state, restored.data, restored.metadata
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    detail = str(err).split("[tensorstore_spec=")[0].strip().splitlines()
+    detail = detail[0] if detail else ""
+    if len(detail) > 300:
+        detail = detail[:300] + "..."
+    return CheckpointError(
+        f"cannot read the checkpoint at {path} ({type(err).__name__}: {detail}). It is damaged or "
+        "incomplete: move that step folder out of checkpoints/ to resume from an earlier step, "
+        "or start in a new workdir"
+    )
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{"opt_state.1.0.mu.image.pos_emb": shape} for a train state or orbax's tree metadata
+    (orbax stores named tuples as dicts and tuples as lists, so keys are compared as names)."""
+
+    def name(key) -> str:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    return {
+        ".".join(name(key) for key in path): tuple(getattr(leaf, "shape", ()))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _check_compatible(path: Path, abstract_state: Any) -> None:
+    """Compare the stored arrays' names and shapes with the state this config builds, so a
+    checkpoint of another model gets a message naming the parameters, not an orbax error."""
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        stored = _flat_shapes(handler.metadata(epath.Path(path / "state")))
+    except Exception as err:
+        _quiet_abandoned_reads()
+        raise _unreadable(path, err) from None
+    finally:
+        handler.close()
+    wanted = _flat_shapes(abstract_state)
+    problems = [
+        f"{key}: stored {stored[key]}, this config needs {shape}"
+        for key, shape in wanted.items()
+        if key in stored and stored[key] != shape
+    ]
+    problems += [f"{key}: not in the checkpoint" for key in wanted if key not in stored]
+    problems += [f"{key}: in the checkpoint, not in this config's model" for key in stored if key not in wanted]
+    if problems:
+        listing = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise CheckpointError(
+            f"the checkpoint at {path} was written by a different model or optimizer than this "
+            f"config's:\n  {listing}\nTrain this config in a new workdir (or restore the workdir's "
+            "earlier config.json to continue that run)"
+        )
+
+
+_hook_installed = False
+
+
+def _quiet_abandoned_reads() -> None:
+    """After a failed restore, orbax has closed its event loop while tensorstore reads of other
+    arrays are still finishing; each then reports 'Event loop is closed' (or an abandoned orbax
+    coroutine) through sys.unraisablehook, burying the one-line error under hundreds of
+    traceback lines. Drop exactly those reports; anything else still reaches the old hook."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = sys.unraisablehook
+    orbax_dir = f"{os.sep}orbax{os.sep}"
+
+    def hook(unraisable):
+        exc, obj = unraisable.exc_value, unraisable.object
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        if inspect.iscoroutine(obj) and orbax_dir in obj.cr_code.co_filename:
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    _hook_installed = True
 
 
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from radfm_jax.data.findings import FINDING_PHRASES, FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
+from radfm_jax.evals.retrieval import identical_text_groups, retrieval_metrics
+from radfm_jax.evals.zeroshot import prompt_pairs, zeroshot_metrics, zeroshot_scores
+
+POS, NEG = ("{finding}.", "there is {finding}."), ("no {finding}.", "there is no {finding}.")
+
+
+def test_prompt_pairs():
+    pairs = prompt_pairs(POS, NEG)
+    assert pairs["pleural_effusion"] == (["pleural effusion.", "there is pleural effusion."],
+                                         ["no pleural effusion.", "there is no pleural effusion."])
+    present, absent = pairs["no_finding"]
+    assert present == ["no acute cardiopulmonary abnormality.", "there is no acute cardiopulmonary abnormality."]
+    # Abnormal = any other finding stated.
+    assert absent == [p for f in FINDINGS if f != "no_finding" for p in pairs[f][0]]
+
+
+def _embedding_table(dim):
+    """Each finding phrase gets its own axis; negated prompts point the opposite way, and the
+    normal prompt ("no acute ...") gets an axis of its own."""
+    table = {}
+    for axis, finding in enumerate(FINDINGS):
+        phrase = FINDING_PHRASES[finding]
+        for template in POS:
+            vec = np.zeros(dim)
+            vec[axis] = 1.0
+            table[template.format(finding=phrase)] = vec
+        for template in NEG:
+            vec = np.zeros(dim)
+            vec[axis] = -1.0 if finding != "no_finding" else 1.0
+            table[template.format(finding=phrase)] = vec
+    return table
+
+
+def test_scores_follow_embeddings_and_auroc_uses_committed_labels():
+    rng = np.random.default_rng(0)
+    n, dim = 200, len(FINDINGS)
+    table = _embedding_table(dim)
+    present = rng.random((n, dim)) < 0.3
+    present[:, 0] = ~present[:, 1:].any(axis=1)  # no_finding = nothing else present
+    image_emb = np.where(present, 1.0, -1.0) + 0.1 * rng.normal(size=(n, dim))
+    image_emb /= np.linalg.norm(image_emb, axis=1, keepdims=True)
+    scores = zeroshot_scores(image_emb, lambda texts: np.stack([table[t] for t in texts]), POS, NEG, 10.0)
+    labels = np.where(present, POSITIVE, rng.choice([NEGATIVE, NOT_MENTIONED], size=(n, dim))).astype(np.int8)
+    results = zeroshot_metrics(scores, labels)
+    for finding in FINDINGS:
+        assert results[f"zeroshot/auroc/{finding}"] == pytest.approx(1.0), finding
+    # Flip the scores of one finding: its AUROC falls to 0, and uncertain rows are ignored.
+    scores["cardiomegaly"] = 1 - scores["cardiomegaly"]
+    labels[:5, 1] = UNCERTAIN
+    flipped = zeroshot_metrics(scores, labels)
+    assert flipped["zeroshot/auroc/cardiomegaly"] == pytest.approx(0.0)
+    assert flipped["zeroshot/auroc_mean"] == pytest.approx((len(FINDINGS) - 1) / len(FINDINGS))
+
+
+def test_retrieval_counts_identical_reports_as_matches():
+    reports = ["a", "b", "a", "c"]
+    groups = identical_text_groups(reports)
+    assert [g.tolist() for g in groups] == [[0, 2], [1], [0, 2], [3]]
+    text_emb = np.eye(4)
+    image_emb = text_emb[[2, 1, 0, 1]]  # image 0 matches text 2 (same report), image 3 is wrong
+    results = retrieval_metrics(image_emb, text_emb, reports, ks=(1, 4))
+    assert results["retrieval/i2t_recall@1"] == pytest.approx(0.75)
+    assert results["retrieval/i2t_recall@4"] == pytest.approx(1.0)
