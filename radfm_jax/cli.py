@@ -32,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
+    for noisy in ("orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # TFDS warns through absl on every non-default synthetic_cxr size; our errors say enough.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         if args.verb == "train":
             from radfm_jax.config.loading import load_experiment

@@ -81,10 +81,6 @@ def test_misspelt_key_names_it_and_the_nearest_valid_key(tmp_path, data_dir, ove
     assert not (tmp_path / "run").exists()
 
 
-_FULL_KEY_BUG = (
-    "overrides.py names only the leaf field of a nested key in type errors ('name' for "
-    "objective.name): set_path should pass the full dotted key down to _coerce"
-)
 
 
 @pytest.mark.parametrize(
@@ -99,9 +95,7 @@ _FULL_KEY_BUG = (
     ],
     ids=["int", "nested-float", "nested-choice", "not-positive", "no-equals", "group"],
 )
-def test_bad_value_is_one_clear_line(tmp_path, data_dir, request, override, needles):
-    if request.node.callspec.id in ("nested-float", "nested-choice"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=_FULL_KEY_BUG))
+def test_bad_value_is_one_clear_line(tmp_path, data_dir, override, needles):
     result = radfm("train", "--config", SMOKE, "--workdir", str(tmp_path / "run"), "--set", override, data_dir=data_dir)
     message = one_line_error(result)
     for needle in needles:
@@ -124,11 +118,6 @@ def test_config_file_without_get_config(tmp_path, data_dir):
     assert "get_config" in one_line_error(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config/loading.py calls get_config(arg) unguarded: the ValueError an experiment raises "
-    "for an unknown variant escapes as a traceback; wrap it as a ConfigError naming the file",
-)
 def test_unknown_config_variant(tmp_path, data_dir):
     result = radfm("train", "--config", SMOKE.replace(":smoke", ":smok"), "--workdir", str(tmp_path / "run"),
                    data_dir=data_dir)
@@ -168,11 +157,6 @@ def test_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     assert path.read_text() == "precious"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train/workdir.py claim_workdir: workdir.mkdir / config.json write raise a bare OSError "
-    "(traceback); wrap them as a ConfigError naming the folder and the OS reason",
-)
 def test_workdir_that_cannot_be_created(tmp_path, data_dir):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -108,7 +108,7 @@ def test_sigterm_saves_exits_cleanly_and_resume_logs_the_uninterrupted_losses(tm
     for want, have in zip(expected, got):
         assert set(have) == set(want)
         for key in set(want) - TIMING_KEYS:
-            assert have[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), (have["step"], key)
+            assert have[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), (have["step"], key, stopped)
 
     # the evaluations after the resume (and before it) match the uninterrupted run's too
     reference_evals, preempted_evals = _evals(reference), _evals(preempted)
@@ -120,6 +120,6 @@ def test_sigterm_saves_exits_cleanly_and_resume_logs_the_uninterrupted_losses(tm
         assert set(have) == set(want)
         for key, value in want.items():
             if value is None:
-                assert have[key] is None, (name, key)
+                assert have[key] is None, (name, key, have[key], stopped)
             else:
-                assert have[key] == pytest.approx(value, abs=1e-6), (name, key)
+                assert have[key] == pytest.approx(value, abs=1e-6), (name, key, stopped)

@@ -22,7 +22,10 @@ def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> E
     get_config = getattr(module, "get_config", None)
     if get_config is None:
         raise ConfigError(f"'{path}' defines no get_config(arg: str = '') function")
-    config = get_config(arg) if inspect.signature(get_config).parameters else get_config()
+    try:
+        config = get_config(arg) if inspect.signature(get_config).parameters else get_config()
+    except ValueError as err:  # e.g. an unknown variant after ':'
+        raise ConfigError(f"get_config({arg!r}) in '{path}' failed: {err}") from None
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"get_config in '{path}' must return an ExperimentConfig, got {type(config).__name__}")
     config = apply_overrides(config, overrides)

@@ -89,23 +89,20 @@ def _coerce(raw: str, annotation: Any, key: str) -> Any:
 
 def set_path(config: C, key: str, raw: str) -> C:
     """Return a copy of `config` with the dotted field `key` parsed from `raw`."""
-    head, _, rest = key.partition(".")
-    names = {f.name for f in dataclasses.fields(config)}
-    if head not in names:
-        raise _unknown_key_error(key, config)
-    current = getattr(config, head)
+    return _set(config, key.split("."), raw, key, config)
+
+
+def _set(node: Any, names: list[str], raw: str, key: str, root: Any) -> Any:
+    head, *rest = names
+    if not dataclasses.is_dataclass(node) or head not in {f.name for f in dataclasses.fields(node)}:
+        raise _unknown_key_error(key, root)
+    current = getattr(node, head)
     if rest:
-        if not dataclasses.is_dataclass(current):
-            raise _unknown_key_error(key, config)
-        try:
-            return dataclasses.replace(config, **{head: set_path(current, rest, raw)})
-        except ConfigError as err:
-            if "unknown config key" in str(err):
-                raise _unknown_key_error(key, config) from None
-            raise
+        return dataclasses.replace(node, **{head: _set(current, rest, raw, key, root)})
     if dataclasses.is_dataclass(current):
-        raise ConfigError(f"'{key}' is a group; set one of its fields, e.g. '{key}.{dataclasses.fields(current)[0].name}'")
-    return dataclasses.replace(config, **{head: _coerce(raw, _field_type(config, head), key)})
+        example = dataclasses.fields(current)[0].name
+        raise ConfigError(f"'{key}' is a group; set one of its fields, e.g. '{key}.{example}'")
+    return dataclasses.replace(node, **{head: _coerce(raw, _field_type(node, head), key)})
 
 
 def apply_overrides(config: C, overrides: Iterable[str]) -> C:

@@ -24,6 +24,9 @@ class DataConfig:
     max_text_len: int = 64
     vocab_size: int = 1024
     augment: bool = True
+    # Probability that a training report is replaced by a random subset of its sentences, so
+    # the text tower also learns short, prompt-like texts (zero-shot prompts are one sentence).
+    report_sentence_sampling: float = 0.0
     worker_count: int = 0  # Grain worker processes; 0 reads in the main process
     prefetch_batches: int = 2  # batches placed on devices ahead of the step
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -217,6 +218,35 @@ class NormalizeImage(grain.transforms.Map):
 # --------------------------------------------------------------------------------------------
 
 
+_SECTION_HEADER = re.compile(r"\b[A-Z][A-Z ]+:\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def report_sentences(text: str) -> list[str]:
+    """The sentences of a report with section headers ("FINDINGS:", "IMPRESSION:") removed."""
+    body = _SECTION_HEADER.sub(" ", normalize_whitespace(text))
+    return [s for s in _SENTENCE_END.split(body.strip()) if s]
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleReportSentences(grain.transforms.RandomMap):
+    """With probability `probability`, replace the report by a random non-empty subset of its
+    sentences, in their original order (a text augmentation: single-sentence zero-shot prompts
+    then resemble texts the text tower has seen)."""
+
+    probability: float
+
+    def random_map(self, element: Record, rng: np.random.Generator) -> dict:
+        if rng.random() >= self.probability:
+            return dict(element)
+        sentences = report_sentences(report_text(element))
+        if not sentences:
+            return dict(element)
+        count = int(rng.integers(1, len(sentences) + 1))
+        keep = np.sort(rng.choice(len(sentences), size=count, replace=False))
+        return {**element, "report": " ".join(sentences[i] for i in keep)}
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenizeReport(grain.transforms.Map):
     """report bytes -> "tokens" int32 (max_len,): ids, EOS, right padding with 0."""
@@ -249,29 +279,6 @@ class ModelInputs(grain.transforms.Map):
         }
 
 
-@dataclasses.dataclass(frozen=True)
-class PadBatch(grain.transforms.Map):
-    """Pads a batch (dict of arrays) with zero rows to batch_size and adds a bool "mask"."""
-
-    batch_size: int
-
-    def map(self, batch: Mapping[str, np.ndarray]) -> dict:
-        n = len(next(iter(batch.values())))
-        if n > self.batch_size:
-            raise ValueError(f"batch of {n} rows exceeds batch_size={self.batch_size}.")
-        out = {}
-        for k, v in batch.items():
-            v = np.asarray(v)
-            if n < self.batch_size:
-                pad = np.zeros((self.batch_size - n, *v.shape[1:]), dtype=v.dtype)
-                v = np.concatenate([v, pad], axis=0)
-            out[k] = v
-        mask = np.zeros((self.batch_size,), dtype=bool)
-        mask[:n] = True
-        out["mask"] = mask
-        return out
-
-
 Transform = grain.transforms.Map | grain.transforms.RandomMap
 
 
@@ -282,9 +289,13 @@ def train_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transfo
         image_ops += [RandomResizedCrop(size=data_cfg.input_size), RandomBrightnessContrast()]
     else:
         image_ops += [ResizeImage(size=data_cfg.input_size)]
+    text_ops: list[Transform] = []
+    if data_cfg.report_sentence_sampling > 0:
+        text_ops.append(SampleReportSentences(probability=data_cfg.report_sentence_sampling))
     return [
         *image_ops,
         NormalizeImage(),
+        *text_ops,
         TokenizeReport(tokenizer=tokenizer, max_len=data_cfg.max_text_len),
         ModelInputs(),
     ]

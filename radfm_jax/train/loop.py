@@ -30,7 +30,7 @@ from radfm_jax.train.metrics import MetricWriter, format_eval_table
 from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from radfm_jax.train.state import StateLayout, init_train_state, plan_state
 from radfm_jax.train.step import build_encoders, build_train_step, batch_shardings
-from radfm_jax.train.workdir import claim_workdir
+from radfm_jax.train.workdir import check_workdir, claim_workdir
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ class _Preemption:
 def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change: bool = False) -> dict:
     """Train (or resume) in `workdir`; returns the last evaluation results ({} if none)."""
     workdir = Path(workdir)
+    check_workdir(workdir, config, allow_config_change=allow_config_change)
+    exp = Experiment.build(config)  # data and model problems surface before the workdir is touched
     claim_workdir(workdir, config, allow_config_change=allow_config_change)
-    exp = Experiment.build(config)
     log.info("mesh %s; %d parameters; %.2f%% of parameter bytes replicated", dict(exp.mesh.shape),
              sum(x.size for x in jax.tree.leaves(exp.layout.abstract.params)),
              100 * exp.layout.replicated_fraction)

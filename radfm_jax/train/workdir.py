@@ -27,10 +27,10 @@ def read_config(workdir: Path) -> ExperimentConfig:
         raise ConfigError(f"{path} is not a valid radfm config ({err}); restore it or use a new workdir") from None
 
 
-def claim_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_change: bool) -> None:
-    """Write config.json, or check that an existing workdir holds this same experiment.
+def check_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_change: bool) -> bool:
+    """Refuse a workdir that holds something else; returns whether config.json must be written.
 
-    With allow_config_change the old config is kept as config.<time>.json, never overwritten.
+    Read-only, so a run can fail on its data or model before it has touched the workdir.
     """
     workdir = Path(workdir)
     path = workdir / CONFIG_FILE
@@ -38,19 +38,31 @@ def claim_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_chang
         raise ConfigError(f"workdir '{workdir}' exists and is not a directory; choose another path")
     if path.is_file():
         differences = config_differences(read_config(workdir), config)
-        if not differences:
-            return
-        if not allow_config_change:
+        if differences and not allow_config_change:
             listing = "\n  ".join(differences[:10])
             raise ConfigError(
                 f"workdir '{workdir}' holds a run of a different config:\n  {listing}\n"
                 "Use a new --workdir, or pass --allow-config-change to continue this run with the "
                 "new config (the old config.json is kept beside it)"
             )
-        path.rename(workdir / f"config.{time.strftime('%Y%m%d-%H%M%S')}.json")
-    elif workdir.is_dir() and any(workdir.iterdir()):
+        return bool(differences)
+    if workdir.is_dir() and any(workdir.iterdir()):
         raise ConfigError(
             f"workdir '{workdir}' is not empty and has no {CONFIG_FILE}; choose an empty or new folder"
         )
-    workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    return True
+
+
+def claim_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_change: bool) -> None:
+    """Write config.json after check_workdir; a replaced config is kept as config.<time>.json."""
+    workdir = Path(workdir)
+    if not check_workdir(workdir, config, allow_config_change=allow_config_change):
+        return
+    path = workdir / CONFIG_FILE
+    try:
+        if path.is_file():
+            path.rename(workdir / f"config.{time.strftime('%Y%m%d-%H%M%S')}.json")
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    except OSError as err:
+        raise ConfigError(f"cannot write the workdir '{workdir}' ({err.strerror}); choose a folder you can write to") from None

@@ -318,3 +318,31 @@ def test_worker_processes_give_the_same_batches_and_resume(sources, tok):
         _assert_batches_equal(_take(fresh, 3), reference[3:])
     finally:
         fresh.close()
+
+
+REPORT = (
+    "FINDINGS: PA chest radiograph. Small left pleural effusion. No pneumothorax.\n"
+    "IMPRESSION: Left effusion."
+)
+
+
+def test_report_sentences_drop_section_headers():
+    assert T.report_sentences(REPORT) == [
+        "PA chest radiograph.", "Small left pleural effusion.", "No pneumothorax.", "Left effusion.",
+    ]
+
+
+def test_sentence_sampling_keeps_order_and_is_reproducible():
+    sentences = T.report_sentences(REPORT)
+    always = T.SampleReportSentences(probability=1.0)
+    seen_lengths = set()
+    for seed in range(40):
+        text = always.random_map({"report": REPORT.encode()}, np.random.default_rng(seed))["report"]
+        assert text == always.random_map({"report": REPORT.encode()}, np.random.default_rng(seed))["report"]
+        kept = T.report_sentences(text)
+        positions = [sentences.index(s) for s in kept]
+        assert kept and positions == sorted(positions) and "FINDINGS" not in text
+        seen_lengths.add(len(kept))
+    assert seen_lengths == {1, 2, 3, 4}  # every subset size occurs, the whole report included
+    never = T.SampleReportSentences(probability=0.0)
+    assert never.random_map({"report": REPORT.encode()}, np.random.default_rng(0))["report"] == REPORT.encode()
