@@ -23,15 +23,15 @@ def evaluate_workdir(workdir: str | Path, *, step: int | None = None, overrides:
         raise ConfigError(f"radfm eval only takes eval.* overrides, got {bad}")
     config = apply_overrides(config, overrides)
     validate(config)
-    exp = Experiment.build(config)
     manager = checkpoint.make_manager(workdir, keep=config.keep_checkpoints)
     try:
-        available = list(manager.all_steps())
+        available = sorted(manager.all_steps())
         if not available:
             raise ConfigError(f"no checkpoints in {workdir / 'checkpoints'}; train first")
-        step = max(available) if step is None else step
+        step = available[-1] if step is None else step
         if step not in available:
-            raise ConfigError(f"no checkpoint for step {step}; available steps: {sorted(available)}")
+            raise ConfigError(f"no checkpoint for step {step}; available steps: {available}")
+        exp = Experiment.build(config)
         state, _, _ = checkpoint.restore(manager, step, exp.layout.abstract, exp.layout.shardings)
     finally:
         manager.close()

@@ -174,8 +174,9 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
     nonfinite = jnp.zeros((), bool)
     last_log_time, last_log_step = time.perf_counter(), step
     for batch in stream:
-        state, metrics = step_fn(state, batch)
-        nonfinite = nonfinite | ~jnp.isfinite(metrics["loss"])
+        with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
+            state, metrics = step_fn(state, batch)
+            nonfinite = nonfinite | ~jnp.isfinite(metrics["loss"])
         step += 1
         last = step == config.total_steps
         if step % config.log_every == 0 or step == 1 or last:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -51,7 +52,11 @@ class MetricWriter:
         eval_dir = self._workdir / "eval"
         eval_dir.mkdir(exist_ok=True)
         path = eval_dir / f"step_{step:08d}.json"
-        path.write_text(json.dumps({key: _jsonable(v) for key, v in sorted(results.items())}, indent=2) + "\n")
+        text = json.dumps({key: _jsonable(v) for key, v in sorted(results.items())}, indent=2) + "\n"
+        if path.is_file() and path.read_text() != text:
+            # e.g. `radfm eval` with other prompts: keep the earlier results beside the new ones.
+            path.rename(path.with_suffix(f".{time.strftime('%Y%m%d-%H%M%S')}.json"))
+        path.write_text(text)
         for key, value in results.items():
             self._tensorboard.add_scalar(key.replace("@", "_at_"), float(value), step)
         return path

@@ -54,3 +54,17 @@ def test_resume_moves_metric_lines_past_the_checkpoint_aside(tmp_path):
     assert [r["step"] for r in kept] == [1, 5, 10, 15] and kept[-1]["loss"] == 0.5
     dropped = [json.loads(l) for l in (tmp_path / "metrics.dropped.jsonl").read_text().splitlines()]
     assert dropped == [lines[-1]]
+
+
+def test_eval_results_with_other_values_keep_the_earlier_file(tmp_path):
+    writer = MetricWriter(tmp_path, resume_step=None)
+    writer.write_eval(7, {"zeroshot/auroc_mean": 0.5})
+    writer.write_eval(7, {"zeroshot/auroc_mean": 0.5})  # same values: nothing to keep
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["step_00000007.json"]
+    writer.write_eval(7, {"zeroshot/auroc_mean": 0.75})
+    writer.close()
+    files = sorted(p.name for p in (tmp_path / "eval").iterdir())
+    assert len(files) == 2 and files[-1] == "step_00000007.json"
+    earlier = json.loads((tmp_path / "eval" / files[0]).read_text())
+    assert earlier == {"zeroshot/auroc_mean": 0.5}
+    assert json.loads((tmp_path / "eval" / "step_00000007.json").read_text()) == {"zeroshot/auroc_mean": 0.75}
