@@ -24,7 +24,7 @@ from radfm_jax.data.pipeline import make_train_loader
 from radfm_jax.evals.contrastive import ContrastiveEvaluator
 from radfm_jax.models.two_tower import TwoTower
 from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES
-from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh
+from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh, replicated
 from radfm_jax.train import checkpoint
 from radfm_jax.train.metrics import MetricWriter, format_eval_table
 from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
@@ -171,7 +171,7 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
         return results
     stream = prefetch_to_device(loader, config.data.prefetch_batches, batch_shardings(exp.mesh))
     progress = tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-    nonfinite = jnp.zeros((), bool)
+    nonfinite = jax.device_put(np.zeros((), bool), replicated(exp.mesh))  # where the loss lives
     last_log_time, last_log_step = time.perf_counter(), step
     for batch in stream:
         with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
