@@ -41,16 +41,16 @@ def binary_targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return targets, valid
 
 
-# The phrase zero-shot prompts use for each finding; synthetic reports use it among their
-# wordings. no_finding is the exception: its phrase names what a normal study's report denies
-# ("no acute cardiopulmonary abnormality"), see radfm_jax/evals/zeroshot.py.
-FINDING_PHRASES: dict[str, str] = {
-    "no_finding": "acute cardiopulmonary abnormality",
-    "cardiomegaly": "cardiomegaly",
-    "pleural_effusion": "pleural effusion",
-    "pneumothorax": "pneumothorax",
-    "consolidation": "consolidation",
-    "lung_lesion": "lung nodule",
-    "support_devices": "support devices",
+# The phrases zero-shot prompts use for each finding (several are ensembled); synthetic reports
+# use them among their wordings. no_finding is the exception: its phrase names what a normal
+# study's report denies ("no acute cardiopulmonary abnormality"), see radfm_jax/evals/zeroshot.py.
+FINDING_PHRASES: dict[str, tuple[str, ...]] = {
+    "no_finding": ("acute cardiopulmonary abnormality",),
+    "cardiomegaly": ("cardiomegaly",),
+    "pleural_effusion": ("pleural effusion",),
+    "pneumothorax": ("pneumothorax",),
+    "consolidation": ("consolidation",),
+    "lung_lesion": ("lung nodule",),
+    "support_devices": ("support devices",),
 }
 NO_FINDING = "no_finding"

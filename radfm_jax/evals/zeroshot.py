@@ -25,9 +25,9 @@ def prompt_pairs(
     """
     pairs = {}
     for finding in FINDINGS:
-        phrase = FINDING_PHRASES[finding]
-        present = [t.format(finding=phrase) for t in positive_templates]
-        absent = [t.format(finding=phrase) for t in negative_templates]
+        phrases = FINDING_PHRASES[finding]
+        present = [t.format(finding=phrase) for phrase in phrases for t in positive_templates]
+        absent = [t.format(finding=phrase) for phrase in phrases for t in negative_templates]
         pairs[finding] = (present, absent)
     abnormal = [prompt for finding in FINDINGS if finding != NO_FINDING for prompt in pairs[finding][0]]
     pairs[NO_FINDING] = (pairs[NO_FINDING][1], abnormal)

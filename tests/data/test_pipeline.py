@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from radfm_jax.config.schema import DataConfig
+from radfm_jax.data.builders.features import cxr_features
 from radfm_jax.data import transforms as T
 from radfm_jax.data.device_put import prefetch_to_device, to_global_batch
 from radfm_jax.data.findings import FINDINGS
@@ -39,18 +40,7 @@ class TinyCxr(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8),
-                    "report": tfds.features.Text(),
-                    "labels": tfds.features.Tensor(shape=(len(FINDINGS),), dtype=np.int8),
-                    "patient_id": tfds.features.Text(),
-                    "study_id": tfds.features.Text(),
-                    "view": tfds.features.Text(),
-                    "sex": tfds.features.Text(),
-                    "age": tfds.features.Scalar(dtype=np.int32),
-                }
-            ),
+            features=cxr_features(IMAGE_SIZE),
         )
 
     def _split_generators(self, dl_manager):

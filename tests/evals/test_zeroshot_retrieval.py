@@ -23,7 +23,7 @@ def _embedding_table(dim):
     normal prompt ("no acute ...") gets an axis of its own."""
     table = {}
     for axis, finding in enumerate(FINDINGS):
-        phrase = FINDING_PHRASES[finding]
+        (phrase,) = FINDING_PHRASES[finding]
         for template in POS:
             vec = np.zeros(dim)
             vec[axis] = 1.0

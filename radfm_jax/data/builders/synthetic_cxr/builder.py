@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from radfm_jax.data.builders.features import cxr_features
 from radfm_jax.data.builders.synthetic_cxr.render import render
 from radfm_jax.data.builders.synthetic_cxr.reports import write_reports
 from radfm_jax.data.builders.synthetic_cxr.studies import (
     CHUNK_SIZE, SEXES, SPLITS, VIEWS, SplitPlan, plan_splits, sample_patients, sample_studies,
 )
-from radfm_jax.data.findings import FINDINGS
 
 
 @dataclasses.dataclass(eq=False)
@@ -51,20 +51,10 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
     code_path = None
 
     def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
-                "report": tfds.features.Text(),
-                "labels": tfds.features.Tensor(shape=(len(FINDINGS),), dtype=np.int8),
-                "patient_id": tfds.features.Text(),
-                "study_id": tfds.features.Text(),
-                "view": tfds.features.Text(),
-                "sex": tfds.features.Text(),
-                "age": tfds.features.Scalar(dtype=np.int32),
-            }),
+            features=cxr_features(self.builder_config.image_size),
         )
 
     def _split_generators(self, dl_manager) -> dict[str, Iterator]:
