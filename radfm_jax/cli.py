@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             from radfm_jax.train.evaluate import evaluate_workdir
 
             evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
+    except CheckpointError as err:
+        # A failed restore leaves tensorstore reads running in background threads; exit at once
+        # so their teardown noise cannot bury the message (nothing is being written).
+        print(f"radfm {args.verb}: error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
     except ConfigError as err:
         print(f"radfm {args.verb}: error: {err}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from radfm_jax.config.overrides import ConfigError
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint that cannot be restored (corrupt, or from another model)."""
+from radfm_jax.errors import CheckpointError
 
 
 def make_manager(workdir: Path, *, keep: int) -> ocp.CheckpointManager:
@@ -60,6 +57,9 @@ def restore(
     Raises CheckpointError, with what to do, when the step's files cannot be read or were
     written by a model of other shapes."""
     path = Path(manager.directory) / str(step)
+    # Installed before reading: tensorstore callbacks of a failing read can report from other
+    # threads while the failure is still propagating.
+    _quiet_abandoned_reads()
     _check_compatible(path, abstract_state)
     target = jax.tree.map(
         lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
@@ -76,7 +76,6 @@ def restore(
             ),
         )
     except Exception as err:  # orbax raises many types for unreadable or mismatched files
-        _quiet_abandoned_reads()
         raise _unreadable(path, err) from None
     return restored.state, restored.data, restored.metadata
 
@@ -116,7 +115,6 @@ def _check_compatible(path: Path, abstract_state: Any) -> None:
     try:
         stored = _flat_shapes(handler.metadata(epath.Path(path / "state")))
     except Exception as err:
-        _quiet_abandoned_reads()
         raise _unreadable(path, err) from None
     finally:
         handler.close()
@@ -159,7 +157,15 @@ def _quiet_abandoned_reads() -> None:
             return
         previous(unraisable)
 
+    previous_thread_hook = threading.excepthook
+
+    def thread_hook(args):
+        if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
+            return
+        previous_thread_hook(args)
+
     sys.unraisablehook = hook
+    threading.excepthook = thread_hook
     _hook_installed = True
 
 
