@@ -1,4 +1,4 @@
-"""Image->report and report->image retrieval Recall@K over a whole split."""
+"""Image->report and report->image Recall@K over a whole split."""
 
 from __future__ import annotations
 
@@ -6,23 +6,16 @@ from typing import Sequence
 
 import numpy as np
 
-from radfm_jax.evals.metrics import recall_at_k
-
-
-def identical_text_groups(reports: Sequence[str]) -> list[np.ndarray]:
-    """For each report, the indices of every report with the same text: a template-generated
-    or boilerplate report ("No acute abnormality.") is a correct match for all its studies."""
-    by_text: dict[str, list[int]] = {}
-    for index, text in enumerate(reports):
-        by_text.setdefault(text, []).append(index)
-    return [np.asarray(by_text[text]) for text in reports]
+from radfm_jax.evals.metrics import positives_from_keys, recall_at_k
 
 
 def retrieval_metrics(
     image_emb: np.ndarray, text_emb: np.ndarray, reports: Sequence[str], ks: Sequence[int]
 ) -> dict[str, float]:
+    """Studies with word-for-word identical reports (boilerplate such as "No acute
+    cardiopulmonary abnormality.") count as correct matches for each other, both ways."""
     similarity = image_emb @ text_emb.T
-    positives = identical_text_groups(reports)
+    positives = positives_from_keys(reports, reports)
     results = {}
     for direction, sim in (("i2t", similarity), ("t2i", similarity.T)):
         for k, value in recall_at_k(sim, ks, positives).items():
