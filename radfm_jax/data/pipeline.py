@@ -88,6 +88,15 @@ def prepare_tokenizer(source: Any, vocab_size: int, path: str | os.PathLike) -> 
     return train_tokenizer((T.report_text(source[i]) for i in range(n)), vocab_size, path)
 
 
+def _local_batch_size(name: str, batch_size: int, process_index: int, process_count: int) -> int:
+    """This process's rows of each global batch, after checking the process layout."""
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"bad process_index={process_index} / process_count={process_count}.")
+    if batch_size <= 0 or batch_size % process_count:
+        raise ValueError(f"{name}={batch_size} must be a positive multiple of process_count={process_count}.")
+    return batch_size // process_count
+
+
 def make_train_loader(
     source: Any,
     *,
@@ -103,14 +112,7 @@ def make_train_loader(
     Yields {"image": float32 (L, H, W, 1), "tokens": int32 (L, max_text_len),
     "labels": int8 (L, 7)} with L = global_batch_size // process_count.
     """
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"bad process_index={process_index} / process_count={process_count}.")
-    if global_batch_size <= 0 or global_batch_size % process_count:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} must be a positive multiple of "
-            f"process_count={process_count}."
-        )
-    local_batch = global_batch_size // process_count
+    local_batch = _local_batch_size("global_batch_size", global_batch_size, process_index, process_count)
     ds = grain.MapDataset.source(source)
     if len(ds) == 0:
         raise ValueError("The training split is empty.")
@@ -158,12 +160,7 @@ def make_eval_batches(
     k * batch_size + r, and process p gets rows [p*L, (p+1)*L) of it (as in training), so all
     processes yield the same number of batches.
     """
-    if batch_size <= 0 or batch_size % process_count:
-        raise ValueError(
-            f"eval batch_size={batch_size} must be a positive multiple of "
-            f"process_count={process_count}."
-        )
-    local_batch = batch_size // process_count
+    local_batch = _local_batch_size("eval batch_size", batch_size, process_index, process_count)
     ds = grain.MapDataset.source(source)
     n = len(ds) if max_examples <= 0 else min(len(ds), max_examples)
     if n == 0:
