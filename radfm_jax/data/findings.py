@@ -15,6 +15,26 @@ FINDINGS: tuple[str, ...] = (
     "support_devices",
 )
 
+# The 14 CheXpert / CheXbert observations in snake_case, in CheXpert's CSV column order. Real
+# chest X-ray builders (MIMIC-CXR, CheXpert, CheXpert Plus, Open-i) and the report labeler use
+# this vocabulary; FINDINGS above is the subset the synthetic data set renders.
+CHEXPERT_FINDINGS: tuple[str, ...] = (
+    "no_finding",
+    "enlarged_cardiomediastinum",
+    "cardiomegaly",
+    "lung_opacity",
+    "lung_lesion",
+    "edema",
+    "consolidation",
+    "pneumonia",
+    "atelectasis",
+    "pneumothorax",
+    "pleural_effusion",
+    "pleural_other",
+    "fracture",
+    "support_devices",
+)
+
 # CheXpert value convention, stored as int8 in prepared records.
 POSITIVE = 1
 NEGATIVE = 0
