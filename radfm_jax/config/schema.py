@@ -10,9 +10,24 @@ from typing import Literal
 class DataConfig:
     """Which prepared data set to read and how to turn records into model inputs."""
 
-    name: Literal["synthetic_cxr"] = "synthetic_cxr"
+    name: Literal[
+        "synthetic_cxr", "mimic_cxr", "chexpert", "chexpert_plus", "openi", "nih_cxr14", "ct_rate"
+    ] = "synthetic_cxr"
     # Where prepared data sets live; "" means ~/.cache/radfm_jax/data (RADFM_DATA_DIR overrides).
     data_dir: str = ""
+    # Real data sets: the user's own copy in its published layout (TFDS manual_dir).
+    manual_dir: str = ""
+    # Report text trained on: the FINDINGS section, the IMPRESSION section, or both.
+    text_target: Literal["findings", "impression", "both"] = "both"
+    # CheXpert-style uncertain labels: kept as uncertain (-1, ignored by evals), or mapped to
+    # positive (U-ones) or negative (U-zeros) when the data set is built.
+    uncertain_policy: Literal["ignore", "ones", "zeros"] = "ignore"
+    # Preprocessing of real images: windows for CT ("lung", "mediastinum", ... or centre,width
+    # pairs; empty = the header's VOI LUT) and how non-square images become square.
+    windows: tuple[str, ...] = ()
+    resize: Literal["pad", "crop"] = "pad"
+    # Seed of the patient-level split for data sets without an official one.
+    split_seed: int = 0
     # Builder settings (synthetic data sets only): size and rendering of the generated studies.
     num_train: int = 20_000
     num_val: int = 1_000
