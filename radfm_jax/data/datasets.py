@@ -11,6 +11,7 @@ from typing import Any
 from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import synthetic_cxr
+from radfm_jax.data.findings import FINDINGS
 from radfm_jax.data.pipeline import prepare_tokenizer
 from radfm_jax.data.tokenizer import Tokenizer
 
@@ -22,6 +23,7 @@ class PreparedData:
     sources: dict[str, Any]  # split name -> random-access record source
     tokenizer: Tokenizer
     directory: Path  # the prepared data set's version folder
+    label_names: tuple[str, ...]  # labels[:, i] of every record belongs to label_names[i]
 
 
 def resolve_data_dir(data_cfg: DataConfig) -> Path:
@@ -67,4 +69,4 @@ def open_prepared(data_cfg: DataConfig) -> PreparedData:
     tokenizer = prepare_tokenizer(
         sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
     )
-    return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory)
+    return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory, label_names=FINDINGS)

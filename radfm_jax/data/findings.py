@@ -72,5 +72,14 @@ FINDING_PHRASES: dict[str, tuple[str, ...]] = {
     "consolidation": ("consolidation",),
     "lung_lesion": ("lung nodule",),
     "support_devices": ("support devices",),
+    "enlarged_cardiomediastinum": ("enlarged cardiomediastinum",),
+    "edema": ("pulmonary edema",),
+    "pleural_other": ("pleural thickening",),
 }
 NO_FINDING = "no_finding"
+
+
+def finding_phrases(name: str) -> tuple[str, ...]:
+    """Prompt phrases of a label: the table above, else its name in words ("lung_opacity" ->
+    "lung opacity"), so data sets with their own vocabularies (NIH, CT-RATE) work unchanged."""
+    return FINDING_PHRASES.get(name, (name.replace("_", " ").lower(),))

@@ -31,7 +31,6 @@ import grain
 import numpy as np
 
 from radfm_jax.config.schema import DataConfig
-from radfm_jax.data.findings import FINDINGS
 from radfm_jax.data.tokenizer import Tokenizer, normalize_whitespace
 
 IMAGE_MEAN = 0.5
@@ -267,8 +266,8 @@ class ModelInputs(grain.transforms.Map):
 
     def map(self, element: Record) -> dict:
         labels = np.asarray(element["labels"], dtype=np.int8)
-        if labels.shape != (len(FINDINGS),):
-            raise ValueError(f"labels must have shape ({len(FINDINGS)},), got {labels.shape}.")
+        if labels.ndim != 1:
+            raise ValueError(f"labels must be a vector (one value per finding), got shape {labels.shape}.")
         image = np.asarray(element["image"], dtype=np.float32)
         if image.ndim != 3:
             raise ValueError(f"image must be (H, W, C), got shape {image.shape}.")

@@ -24,6 +24,7 @@ class ContrastiveEvaluator:
         self,
         source: Any,
         tokenizer: Tokenizer,
+        label_names: Sequence[str],
         encoders: Encoders,
         mesh: Mesh,
         data_cfg: DataConfig,
@@ -31,6 +32,7 @@ class ContrastiveEvaluator:
     ):
         self._source = source
         self._tokenizer = tokenizer
+        self._label_names = tuple(label_names)
         self._encoders = encoders
         self._sharding = batch_sharding(mesh)
         self._data_cfg = data_cfg
@@ -83,11 +85,12 @@ class ContrastiveEvaluator:
         scores = zeroshot_scores(
             image_emb,
             lambda texts: self.encode_texts(params, texts),
+            self._label_names,
             self._cfg.positive_templates,
             self._cfg.negative_templates,
             logit_scale,
         )
-        results = zeroshot_metrics(scores, self._labels)
+        results = zeroshot_metrics(scores, self._labels, self._label_names)
         results.update(retrieval_metrics(image_emb, text_emb, self._reports, self._cfg.recall_ks))
         results["eval/num_examples"] = float(len(image_emb))
         return results

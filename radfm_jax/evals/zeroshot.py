@@ -7,16 +7,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from radfm_jax.data.findings import FINDING_PHRASES, FINDINGS, NO_FINDING, binary_targets
+from radfm_jax.data.findings import NO_FINDING, binary_targets, finding_phrases
 from radfm_jax.evals.metrics import auroc
 
 EncodeTexts = Callable[[Sequence[str]], np.ndarray]
 
 
 def prompt_pairs(
-    positive_templates: Sequence[str], negative_templates: Sequence[str]
+    label_names: Sequence[str], positive_templates: Sequence[str], negative_templates: Sequence[str]
 ) -> dict[str, tuple[list[str], list[str]]]:
-    """finding -> (prompts meaning present, prompts meaning absent).
+    """finding -> (prompts meaning present, prompts meaning absent), for a data set's labels.
 
     no_finding is present when the report denies any acute abnormality ("no acute
     cardiopulmonary abnormality.") and absent when any finding is stated, so its absent side is
@@ -24,13 +24,14 @@ def prompt_pairs(
     "acute cardiopulmonary abnormality" itself, which would make a poor opposite.
     """
     pairs = {}
-    for finding in FINDINGS:
-        phrases = FINDING_PHRASES[finding]
+    for finding in label_names:
+        phrases = finding_phrases(finding)
         present = [t.format(finding=phrase) for phrase in phrases for t in positive_templates]
         absent = [t.format(finding=phrase) for phrase in phrases for t in negative_templates]
         pairs[finding] = (present, absent)
-    abnormal = [prompt for finding in FINDINGS if finding != NO_FINDING for prompt in pairs[finding][0]]
-    pairs[NO_FINDING] = (pairs[NO_FINDING][1], abnormal)
+    if NO_FINDING in pairs:
+        abnormal = [prompt for finding in label_names if finding != NO_FINDING for prompt in pairs[finding][0]]
+        pairs[NO_FINDING] = (pairs[NO_FINDING][1], abnormal)
     return pairs
 
 
@@ -42,13 +43,14 @@ def _ensemble(embeddings: np.ndarray) -> np.ndarray:
 def zeroshot_scores(
     image_emb: np.ndarray,
     encode_texts: EncodeTexts,
+    label_names: Sequence[str],
     positive_templates: Sequence[str],
     negative_templates: Sequence[str],
     logit_scale: float,
 ) -> dict[str, np.ndarray]:
     """finding -> P(present) per image from the two-way softmax over prompt similarities."""
     scores = {}
-    for finding, (present, absent) in prompt_pairs(positive_templates, negative_templates).items():
+    for finding, (present, absent) in prompt_pairs(label_names, positive_templates, negative_templates).items():
         prompts = np.stack([_ensemble(encode_texts(present)), _ensemble(encode_texts(absent))])
         logits = logit_scale * image_emb @ prompts.T
         logits -= logits.max(axis=1, keepdims=True)
@@ -57,10 +59,13 @@ def zeroshot_scores(
     return scores
 
 
-def zeroshot_metrics(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """Per-finding AUROC on reader-committed labels (uncertain excluded) and their mean."""
+def zeroshot_metrics(
+    scores: dict[str, np.ndarray], labels: np.ndarray, label_names: Sequence[str]
+) -> dict[str, float]:
+    """Per-finding AUROC on reader-committed labels (uncertain excluded) and their mean;
+    labels[:, i] belongs to label_names[i]."""
     results = {}
-    for index, finding in enumerate(FINDINGS):
+    for index, finding in enumerate(label_names):
         targets, valid = binary_targets(labels[:, index])
         results[f"zeroshot/auroc/{finding}"] = auroc(scores[finding][valid], targets[valid])
     values = [v for v in results.values() if not np.isnan(v)]

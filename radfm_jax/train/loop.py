@@ -66,6 +66,7 @@ class Experiment:
         return ContrastiveEvaluator(
             self.data.sources[split],
             self.data.tokenizer,
+            self.data.label_names,
             build_encoders(self.layout, self.mesh),
             self.mesh,
             self.config.data,

@@ -9,7 +9,7 @@ POS, NEG = ("{finding}.", "there is {finding}."), ("no {finding}.", "there is no
 
 
 def test_prompt_pairs():
-    pairs = prompt_pairs(POS, NEG)
+    pairs = prompt_pairs(FINDINGS, POS, NEG)
     assert pairs["pleural_effusion"] == (["pleural effusion.", "there is pleural effusion."],
                                          ["no pleural effusion.", "there is no pleural effusion."])
     present, absent = pairs["no_finding"]
@@ -43,15 +43,15 @@ def test_scores_follow_embeddings_and_auroc_uses_committed_labels():
     present[:, 0] = ~present[:, 1:].any(axis=1)  # no_finding = nothing else present
     image_emb = np.where(present, 1.0, -1.0) + 0.1 * rng.normal(size=(n, dim))
     image_emb /= np.linalg.norm(image_emb, axis=1, keepdims=True)
-    scores = zeroshot_scores(image_emb, lambda texts: np.stack([table[t] for t in texts]), POS, NEG, 10.0)
+    scores = zeroshot_scores(image_emb, lambda texts: np.stack([table[t] for t in texts]), FINDINGS, POS, NEG, 10.0)
     labels = np.where(present, POSITIVE, rng.choice([NEGATIVE, NOT_MENTIONED], size=(n, dim))).astype(np.int8)
-    results = zeroshot_metrics(scores, labels)
+    results = zeroshot_metrics(scores, labels, FINDINGS)
     for finding in FINDINGS:
         assert results[f"zeroshot/auroc/{finding}"] == pytest.approx(1.0), finding
     # Flip the scores of one finding: its AUROC falls to 0, and uncertain rows are ignored.
     scores["cardiomegaly"] = 1 - scores["cardiomegaly"]
     labels[:5, 1] = UNCERTAIN
-    flipped = zeroshot_metrics(scores, labels)
+    flipped = zeroshot_metrics(scores, labels, FINDINGS)
     assert flipped["zeroshot/auroc/cardiomegaly"] == pytest.approx(0.0)
     assert flipped["zeroshot/auroc_mean"] == pytest.approx((len(FINDINGS) - 1) / len(FINDINGS))
 
@@ -63,3 +63,9 @@ def test_retrieval_counts_identical_reports_as_matches():
     results = retrieval_metrics(image_emb, text_emb, reports, ks=(1, 4))
     assert results["retrieval/i2t_recall@1"] == pytest.approx(0.75)
     assert results["retrieval/i2t_recall@4"] == pytest.approx(1.0)
+
+
+def test_prompt_pairs_for_another_vocabulary_uses_label_names_in_words():
+    pairs = prompt_pairs(("lung_nodule", "pericardial_effusion"), ("{finding}.",), ("no {finding}.",))
+    assert pairs == {"lung_nodule": (["lung nodule."], ["no lung nodule."]),
+                     "pericardial_effusion": (["pericardial effusion."], ["no pericardial effusion."])}
