@@ -13,7 +13,7 @@ class Volume:
     """values[i, j, k] in physical units (Hounsfield units for CT), float32.
 
     affine is the 4x4 map from voxel index (i, j, k, 1) to RAS+ millimetres (x grows towards
-    the patient's left, y towards anterior, z towards superior), the NIfTI / nibabel
+    the patient's right, y towards anterior, z towards superior), the NIfTI / nibabel
     convention. DICOM's LPS patient coordinates are converted by negating x and y.
     """
 
