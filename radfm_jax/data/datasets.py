@@ -1,5 +1,5 @@
-"""From a DataConfig to ready data: the prepared splits (built on first use for the embedded
-synthetic data set) and the tokenizer stored beside them."""
+"""From a DataConfig to ready data: the prepared splits (built on first use: generated for
+synthetic_cxr, read from data.manual_dir for real data sets) and the tokenizer beside them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
-from radfm_jax.data.builders import synthetic_cxr
-from radfm_jax.data.findings import FINDINGS
+from radfm_jax.data.builders import registry
 from radfm_jax.data.pipeline import prepare_tokenizer
+from radfm_jax.data.preprocessing import check_matches
 from radfm_jax.data.tokenizer import Tokenizer
 
 DEFAULT_DATA_DIR = Path("~/.cache/radfm_jax/data")
@@ -48,16 +48,13 @@ def resolve_data_dir(data_cfg: DataConfig) -> Path:
 
 
 def open_prepared(data_cfg: DataConfig) -> PreparedData:
-    """Build the data set if it is missing, then open every split and the tokenizer."""
+    """Build the data set if it is missing (synthetic, or from data.manual_dir), check its
+    recorded preprocessing against the config, then open every split and the tokenizer."""
     root = resolve_data_dir(data_cfg)
-    builder = synthetic_cxr.prepare(
-        str(root),
-        num_train=data_cfg.num_train,
-        num_val=data_cfg.num_val,
-        num_test=data_cfg.num_test,
-        image_size=data_cfg.image_size,
-        seed=data_cfg.build_seed,
-    )
+    builder = registry.prepare_dataset(data_cfg, root)
+    recorded = registry.recorded_spec(builder)
+    if recorded is not None:
+        check_matches(recorded, type(builder).config_for(data_cfg).spec, dataset=data_cfg.name)
     try:
         sources = dict(builder.as_data_source())
     except Exception as err:  # tfds raises several types for missing / damaged shards
@@ -69,4 +66,5 @@ def open_prepared(data_cfg: DataConfig) -> PreparedData:
     tokenizer = prepare_tokenizer(
         sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
     )
-    return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory, label_names=FINDINGS)
+    return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory,
+                        label_names=registry.label_names(builder))

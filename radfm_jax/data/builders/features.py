@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.findings import FINDINGS
 
 
-def cxr_features(image_size: int) -> tfds.features.FeaturesDict:
-    """image uint8 (S, S, 1), report text, labels int8 (len(FINDINGS),) CheXpert values,
+def cxr_features(image_size: int, label_names: Sequence[str] = FINDINGS) -> tfds.features.FeaturesDict:
+    """image uint8 (S, S, 1), report text, labels int8 (len(label_names),) CheXpert values,
     pseudonymous patient / study ids, view, sex and age."""
     return tfds.features.FeaturesDict({
         "image": tfds.features.Tensor(shape=(image_size, image_size, 1), dtype=np.uint8),
         "report": tfds.features.Text(),
-        "labels": tfds.features.Tensor(shape=(len(FINDINGS),), dtype=np.int8),
+        "labels": tfds.features.Tensor(shape=(len(label_names),), dtype=np.int8),
         "patient_id": tfds.features.Text(),
         "study_id": tfds.features.Text(),
         "view": tfds.features.Text(),
         "sex": tfds.features.Text(),
         "age": tfds.features.Scalar(dtype=np.int32),
     })
+
+
+def manual_cxr_features(image_size: int, label_names: Sequence[str]) -> tfds.features.FeaturesDict:
+    """cxr_features plus source_path: the image's path relative to the user's manual folder,
+    so a record can be traced back to the file it came from."""
+    features = dict(cxr_features(image_size, label_names))
+    features["source_path"] = tfds.features.Text()
+    return tfds.features.FeaturesDict(features)

@@ -1,0 +1,119 @@
+"""Open-i (IU X-ray, Indiana University chest radiographs) from the user's copy: every image
+named by a report's <parentImage>, with the report's text, CheXpert-style labels from the
+rule-based report labeler (the data set ships none) and its MeSH terms as text.
+
+Splits: there is no official one. Open-i's reports are de-identified per study with no patient
+identifier, and the data set was collected as one study per patient, so each report is taken
+as one patient: a seeded, patient-level (= report-level) split into train / val / test; all
+images of a report stay together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from radfm_jax.data.builders.common import (
+    DUPLICATE_ROW, EMPTY_REPORT, UNPARSEABLE_ROW, ManualBuilder, ManualBuilderConfig,
+    PlannedExample, Pseudonymizer, SkipLog, apply_uncertain_policy, require_files,
+    seeded_split,
+)
+from radfm_jax.data.builders.features import manual_cxr_features
+from radfm_jax.data.builders.openi.reports import OpenIReportError, read_report
+from radfm_jax.data.findings import CHEXPERT_FINDINGS
+from radfm_jax.data.labeler import label_vector
+from radfm_jax.data.report_sections import report_target
+
+REPORTS_FOLDER = "ecgen-radiology"
+IMAGE_FOLDERS = ("NLMCXR_png", "images")
+NO_IMAGES = "no_images"  # skip reason: a report whose XML names no image
+PATIENT_KIND = "openi-patient"
+STUDY_KIND = "openi-study"
+
+LAYOUT = """\
+  <manual_dir>/
+    ecgen-radiology/1.xml ... 3999.xml     one report per study (NLMCXR_reports.tgz)
+    NLMCXR_png/CXR1_1_IM-0001-3001.png     the images its <parentImage id=...> names
+                                           (NLMCXR_png.tgz; images/ is accepted too)"""
+
+
+@dataclasses.dataclass(eq=False)
+class OpenIConfig(ManualBuilderConfig):
+    """val_fraction / test_fraction: the share of reports (= patients) in val and test."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    def __post_init__(self):
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError(f"val_fraction ({self.val_fraction}) and test_fraction "
+                             f"({self.test_fraction}) must be in (0, 1) and sum to less than 1")
+        super().__post_init__()
+
+    def _name_parts(self) -> list[str]:
+        return [*super()._name_parts(), f"val{self.val_fraction:g}-test{self.test_fraction:g}"]
+
+
+class OpenI(ManualBuilder):
+    """Open-i / IU X-ray radiographs with reports, labeler-derived CheXpert labels and MeSH terms."""
+
+    name = "openi"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    BUILDER_CONFIGS = [OpenIConfig()]
+    LABEL_NAMES = CHEXPERT_FINDINGS
+    LAYOUT = LAYOUT
+
+    def _features(self) -> tfds.features.FeaturesDict:
+        features = dict(manual_cxr_features(self.builder_config.spec.size[0], self.LABEL_NAMES))
+        features["mesh"] = tfds.features.Text()  # "; "-separated <major> then <automatic> terms
+        return tfds.features.FeaturesDict(features)
+
+    def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
+        cfg = self.builder_config
+        folders = require_files(manual_dir, self.name,
+                                {"reports": [REPORTS_FOLDER], "images": IMAGE_FOLDERS}, LAYOUT)
+        reports_dir, images_dir = folders["reports"], folders["images"]
+        fractions = {"train": 1 - cfg.val_fraction - cfg.test_fraction,
+                     "val": cfg.val_fraction, "test": cfg.test_fraction}
+        planned, seen = [], set()
+        for path in sorted(reports_dir.glob("*.xml")):
+            where = path.relative_to(manual_dir).as_posix()
+            try:
+                report = read_report(path)
+            except OpenIReportError as err:
+                skips.skip(UNPARSEABLE_ROW, where, str(err))
+                continue
+            if not report.image_ids:
+                skips.skip(NO_IMAGES, where, "the report names no <parentImage>")
+                continue
+            full_text = report.as_report_text()
+            text = report_target(full_text, cfg.text_target)
+            if not text:
+                skips.skip(EMPTY_REPORT, where, f"no usable {cfg.text_target} text")
+                continue
+            # The labeler reads the findings and impression, whatever text target is trained on.
+            labels = apply_uncertain_policy(label_vector(full_text), cfg.uncertain_policy)
+            patient = ids(PATIENT_KIND, report.report_id)
+            split = seeded_split(f"openi/{report.report_id}", cfg.split_seed, fractions)
+            for image_id in report.image_ids:
+                if image_id in seen:
+                    skips.skip(DUPLICATE_ROW, f"{where}:{image_id}", "image named by another report")
+                    continue
+                seen.add(image_id)
+                image_path = images_dir / f"{image_id}.png"
+                planned.append(PlannedExample(
+                    key=image_id, split=split, patient=patient, image_path=image_path,
+                    source_path=image_path.relative_to(manual_dir).as_posix(),
+                    fields={
+                        "report": text, "labels": labels, "mesh": report.mesh_text(),
+                        "patient_id": patient, "study_id": ids(STUDY_KIND, report.report_id),
+                        # Open-i records neither view nor demographics.
+                        "view": "", "sex": "", "age": np.int32(-1),
+                    },
+                ))
+        return planned

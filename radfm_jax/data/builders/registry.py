@@ -1,0 +1,93 @@
+"""data.name -> TFDS builder class, and preparing (building if needed) the data set a DataConfig
+names. The mapping is explicit: adding a data set means adding a line here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import tensorflow_datasets as tfds
+
+from radfm_jax.config.overrides import ConfigError
+from radfm_jax.config.schema import DataConfig
+from radfm_jax.data.builders import synthetic_cxr
+from radfm_jax.data.builders.chexpert import Chexpert
+from radfm_jax.data.builders.chexpert_plus import ChexpertPlus
+from radfm_jax.data.builders.common import ManualBuilder, require_manual_dir
+from radfm_jax.data.builders.ct_rate import CtRate
+from radfm_jax.data.builders.mimic_cxr import MimicCxr
+from radfm_jax.data.builders.nih_cxr14 import NihCxr14
+from radfm_jax.data.builders.openi import OpenI
+from radfm_jax.data.findings import FINDINGS
+
+log = logging.getLogger(__name__)
+
+BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+    "synthetic_cxr": synthetic_cxr.SyntheticCxr,
+    "mimic_cxr": MimicCxr,
+    "chexpert": Chexpert,
+    "chexpert_plus": ChexpertPlus,
+    "nih_cxr14": NihCxr14,
+    "openi": OpenI,
+    "ct_rate": CtRate,
+}
+
+
+def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
+    if name not in BUILDERS:
+        raise ConfigError(f"no builder for data set '{name}'; known: {', '.join(BUILDERS)}")
+    return BUILDERS[name]
+
+
+def prepare_dataset(data_cfg: DataConfig, data_dir: Path) -> tfds.core.DatasetBuilder:
+    """The data set data_cfg names, built under data_dir unless that build already exists.
+
+    Real data sets are read from data_cfg.manual_dir, which is only needed for the first build.
+    """
+    if data_cfg.name == "synthetic_cxr":
+        return synthetic_cxr.prepare(
+            str(data_dir), num_train=data_cfg.num_train, num_val=data_cfg.num_val,
+            num_test=data_cfg.num_test, image_size=data_cfg.image_size, seed=data_cfg.build_seed)
+    cls = builder_class(data_cfg.name)
+    if not issubclass(cls, ManualBuilder):
+        raise ConfigError(f"data set '{data_cfg.name}' has no manual-folder builder")
+    config = cls.config_for(data_cfg)
+    # TFDS wants the registered instance, not an equal copy, for the default configuration.
+    config = cls.builder_configs.get(config.name, config)
+    tfds.disable_progress_bar()
+    builder = cls(config=config, data_dir=str(data_dir), file_format="array_record")
+    if not builder.is_prepared():
+        manual_dir = require_manual_dir(data_cfg.manual_dir, data_cfg.name, cls.LAYOUT)
+        log.info("building %s (%s) from %s into %s", cls.name, config.name, manual_dir,
+                 builder.data_dir)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    return builder
+
+
+def _metadata(builder: tfds.core.DatasetBuilder) -> dict[str, Any]:
+    metadata = builder.info.metadata
+    return dict(metadata) if metadata is not None else {}
+
+
+def label_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
+    """The finding each position of the records' label vector stands for."""
+    names = _metadata(builder).get("label_names")
+    if names:
+        return tuple(names)
+    if isinstance(builder, synthetic_cxr.SyntheticCxr):
+        return FINDINGS
+    raise ConfigError(f"data set {builder.name} in {builder.data_dir} records no label names; "
+                      "it was built by older code: delete that folder to rebuild it")
+
+
+def recorded_spec(builder: tfds.core.DatasetBuilder) -> dict[str, Any] | None:
+    """The preprocessing spec (PreprocessSpec.to_metadata()) the data set was built with, or
+    None when it records none (synthetic_cxr renders at its size and records no spec)."""
+    return _metadata(builder).get("preprocess")
+
+
+def build_summary(builder: tfds.core.DatasetBuilder) -> dict[str, Any] | None:
+    """Examples written per split and records skipped / filtered by reason, or None."""
+    return _metadata(builder).get("build_summary")

@@ -1,0 +1,109 @@
+"""Leakage and balance checks of a prepared data set: patients shared between splits, duplicate
+images within and across splits (by a hash of the stored image bytes), and label prevalence per
+split. `radfm data check NAME` prints them and exits non-zero when patients overlap."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.schema import DataConfig, ExperimentConfig
+from radfm_jax.data.builders.registry import label_names, prepare_dataset
+from radfm_jax.data.datasets import resolve_data_dir
+from radfm_jax.data.findings import LABEL_VALUE_NAMES
+
+_EXAMPLE_KEYS = 3
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def check_sources(sources: Mapping[str, Sequence[dict]], label_names: Sequence[str]) -> dict[str, Any]:
+    """The checks over random-access splits {split: records} (records as a data source gives them).
+
+    Returns {"splits": {split: n}, "patient_overlap": {"count", "pairs", "examples"},
+    "duplicates": {"within": {split: n}, "across": {"a/b": n}}, "prevalence": {split: {label:
+    {"positive", "negative", "uncertain", "not_mentioned"}}}}. Within a split a duplicate is a
+    record whose image equals an earlier one's; across splits it is a distinct image in both.
+    """
+    patients: dict[str, set[str]] = {}
+    hashes: dict[str, collections.Counter[str]] = {}
+    prevalence: dict[str, dict[str, dict[str, int]]] = {}
+    for split, source in sources.items():
+        patients[split], hashes[split] = set(), collections.Counter()
+        counts = np.zeros((len(label_names), len(LABEL_VALUE_NAMES)), np.int64)
+        values = np.array(list(LABEL_VALUE_NAMES))
+        for i in range(len(source)):
+            record = source[i]
+            patients[split].add(_text(record["patient_id"]))
+            hashes[split][hashlib.sha256(np.ascontiguousarray(record["image"]).tobytes()).hexdigest()] += 1
+            labels = np.asarray(record["labels"])
+            counts += labels[:, None] == values[None, :]
+        prevalence[split] = {
+            name: {LABEL_VALUE_NAMES[v]: int(counts[j, k]) for k, v in enumerate(values)}
+            for j, name in enumerate(label_names)}
+    pairs = {f"{a}/{b}": patients[a] & patients[b] for a, b in itertools.combinations(sources, 2)}
+    shared = sorted(set().union(*pairs.values())) if pairs else []
+    return {
+        "splits": {split: len(source) for split, source in sources.items()},
+        "patient_overlap": {"count": len(shared), "pairs": {k: len(v) for k, v in pairs.items()},
+                            "examples": shared[:_EXAMPLE_KEYS]},
+        "duplicates": {
+            "within": {s: sum(n - 1 for n in h.values()) for s, h in hashes.items()},
+            "across": {f"{a}/{b}": len(hashes[a].keys() & hashes[b].keys())
+                       for a, b in itertools.combinations(sources, 2)},
+        },
+        "prevalence": prevalence,
+    }
+
+
+def format_report(name: str, result: Mapping[str, Any]) -> str:
+    """The check result as plain-text tables."""
+    lines = [f"data set {name}: " + ", ".join(f"{s} {n}" for s, n in result["splits"].items())]
+    overlap = result["patient_overlap"]
+    lines.append(f"patients in more than one split: {overlap['count']} "
+                 f"({', '.join(f'{k} {v}' for k, v in overlap['pairs'].items())})"
+                 + (f", e.g. {', '.join(overlap['examples'])}" if overlap["count"] else ""))
+    dup = result["duplicates"]
+    lines.append("duplicate images within a split: "
+                 + ", ".join(f"{k} {v}" for k, v in dup["within"].items()))
+    lines.append("duplicate images across splits: "
+                 + ", ".join(f"{k} {v}" for k, v in dup["across"].items()))
+    columns = list(LABEL_VALUE_NAMES.values())
+    for split, table in result["prevalence"].items():
+        width = max((len(label) for label in table), default=5)
+        lines.append(f"\nlabels in {split} ({' / '.join(columns)}):")
+        lines.append(f"  {'label':<{width}}  " + "  ".join(f"{c:>13}" for c in columns))
+        for label, counts in table.items():
+            lines.append(f"  {label:<{width}}  " + "  ".join(f"{counts[c]:>13}" for c in columns))
+    return "\n".join(lines)
+
+
+def check_dataset(builder) -> dict[str, Any]:
+    """check_sources over a prepared TFDS builder's splits and its label names."""
+    return check_sources(dict(builder.as_data_source()), label_names(builder))
+
+
+def data_config(name: str, overrides: Sequence[str]) -> DataConfig:
+    """The DataConfig `radfm data check NAME --set data.x=...` describes."""
+    outside = [o for o in overrides if not o.startswith("data.")]
+    if outside:
+        raise ConfigError(f"radfm data check takes only data.* overrides, got {outside}")
+    return apply_overrides(ExperimentConfig(), [f"data.name={name}", *overrides]).data
+
+
+def run_check(name: str, overrides: Sequence[str]) -> int:
+    """`radfm data check`: prepare the data set if needed, print the checks; 1 when patients
+    overlap between splits, else 0."""
+    data_cfg = data_config(name, overrides)
+    builder = prepare_dataset(data_cfg, resolve_data_dir(data_cfg))
+    result = check_dataset(builder)
+    print(format_report(name, result))
+    return 1 if result["patient_overlap"]["count"] else 0

@@ -1,0 +1,131 @@
+"""Shared builder machinery: seeded splits, leakage refusal, salts, skip accounting, label
+parsing, manual-folder errors, and the registry's helpers."""
+
+from __future__ import annotations
+
+import stat
+import typing
+
+import numpy as np
+import pytest
+
+from fake_data import IMAGE_SIZE, build, make_chexpert
+from radfm_jax.config.overrides import ConfigError
+from radfm_jax.config.schema import DataConfig
+from radfm_jax.data.builders import common, registry
+from radfm_jax.data.builders.chexpert import Chexpert, ChexpertConfig
+from radfm_jax.data.findings import FINDINGS
+from radfm_jax.data.preprocessing import PreprocessSpec
+
+FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def test_seeded_split_is_stable_when_patients_are_added():
+    first = {f"p{i}": common.seeded_split(f"p{i}", 0, FRACTIONS) for i in range(300)}
+    more = {f"p{i}": common.seeded_split(f"p{i}", 0, FRACTIONS) for i in range(600)}
+    assert all(more[p] == split for p, split in first.items())
+    other_seed = {p: common.seeded_split(p, 1, FRACTIONS) for p in first}
+    assert other_seed != first
+
+
+def test_seeded_split_follows_the_fractions():
+    n = 4000
+    splits = [common.seeded_split(f"patient{i}", 7, FRACTIONS) for i in range(n)]
+    for split, fraction in FRACTIONS.items():
+        share = splits.count(split) / n
+        # 5 binomial standard deviations
+        assert abs(share - fraction) < 5 * np.sqrt(fraction * (1 - fraction) / n), split
+    with pytest.raises(ValueError, match="sum to 1"):
+        common.seeded_split("p", 0, {"train": 0.5, "val": 0.4})
+
+
+def test_shared_patients_are_refused_with_count_and_examples():
+    common.check_disjoint_patients({"train": ["a", "b", "b"], "val": ["c"], "test": ["d"]}, "x")
+    with pytest.raises(ConfigError, match=r"x: 2 patient\(s\) appear in more than one split") as err:
+        common.check_disjoint_patients({"train": ["a", "b"], "val": ["b"], "test": ["a", "e"]}, "x")
+    assert "a (test/train)" in str(err.value) and "b (train/val)" in str(err.value)
+
+
+def test_salt_is_created_private_once_and_reused(tmp_path):
+    salt = common.load_or_create_salt(tmp_path)
+    path = tmp_path / common.SALT_FILENAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert common.load_or_create_salt(tmp_path) == salt
+    assert common.load_or_create_salt(tmp_path / "other") != salt
+    ids = common.Pseudonymizer(salt)
+    assert ids("patient", "123") == ids("patient", "123") != ids("study", "123")
+    assert "123" not in ids("patient", "123")
+
+
+def test_chexpert_cells_and_uncertain_policies():
+    # CheXpert's convention: 1.0 positive, 0.0 negative, -1.0 uncertain, blank not mentioned.
+    cells = ["1.0", "0.0", "-1.0", "", " 1 "]
+    values = [common.chexpert_value(c) for c in cells]
+    assert values == [1, 0, -1, -2, 1]
+    with pytest.raises(ValueError):
+        common.chexpert_value("2.0")
+    labels = np.array(values, np.int8)
+    np.testing.assert_array_equal(common.apply_uncertain_policy(labels, "ignore"), [1, 0, -1, -2, 1])
+    np.testing.assert_array_equal(common.apply_uncertain_policy(labels, "ones"), [1, 0, 1, -2, 1])
+    np.testing.assert_array_equal(common.apply_uncertain_policy(labels, "zeros"), [1, 0, 0, -2, 1])
+
+
+def test_skip_log_counts_reasons_and_keeps_example_paths(caplog):
+    log = common.SkipLog("demo")
+    for i in range(7):
+        log.skip(common.UNREADABLE_IMAGE, f"img{i}.jpg", "truncated")
+    log.skip(common.EMPTY_REPORT, "r.txt")
+    log.filter("view_LATERAL")
+    log.wrote("train")
+    summary = log.summary()
+    assert summary["skipped"] == {"unreadable_image": 7, "empty_report": 1}
+    assert summary["skipped_examples"]["unreadable_image"] == [f"img{i}.jpg" for i in range(5)]
+    assert summary["filtered"] == {"view_LATERAL": 1} and summary["written"] == {"train": 1}
+    assert "img6.jpg" in caplog.text and "unreadable_image" in caplog.text
+
+
+def test_missing_manual_folder_and_files_name_what_is_missing(tmp_path):
+    cfg = DataConfig(name="chexpert", image_size=IMAGE_SIZE, data_dir=str(tmp_path / "data"))
+    with pytest.raises(ConfigError, match="data.manual_dir") as err:
+        registry.prepare_dataset(cfg, tmp_path / "data")
+    assert "valid.csv" in str(err.value)  # the layout is shown
+    cfg = DataConfig(name="chexpert", image_size=IMAGE_SIZE, manual_dir=str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        registry.prepare_dataset(cfg, tmp_path / "data")
+    manual = tmp_path / "manual"
+    make_chexpert(manual)
+    (manual / "valid.csv").unlink()
+    with pytest.raises(ConfigError, match=r"missing in manual folder .*: valid\.csv"):
+        build(Chexpert, manual, tmp_path / "data")
+
+
+def test_registry_builds_records_spec_and_label_names(tmp_path):
+    manual = tmp_path / "manual"
+    make_chexpert(manual)
+    cfg = DataConfig(name="chexpert", image_size=IMAGE_SIZE, manual_dir=str(manual),
+                     uncertain_policy="ones")
+    builder = registry.prepare_dataset(cfg, tmp_path / "data")
+    spec = PreprocessSpec(kind="image2d", size=(IMAGE_SIZE, IMAGE_SIZE))
+    assert registry.recorded_spec(builder) == spec.to_metadata()
+    assert registry.label_names(builder)[:3] == ("no_finding", "enlarged_cardiomediastinum", "cardiomegaly")
+    assert registry.build_summary(builder)["written"]["test"] == 4
+    assert spec.fingerprint() in builder.builder_config.name
+    # Built once: a second prepare needs no manual folder and reads the same build.
+    again = registry.prepare_dataset(DataConfig(name="chexpert", image_size=IMAGE_SIZE,
+                                                uncertain_policy="ones"), tmp_path / "data")
+    assert again.data_dir == builder.data_dir
+    # Another spec builds into another folder.
+    crop = ChexpertConfig(spec=PreprocessSpec(kind="image2d", size=(IMAGE_SIZE,) * 2, resize="crop"))
+    assert crop.name != builder.builder_config.name
+    with pytest.raises(ConfigError, match="data.windows"):
+        registry.prepare_dataset(DataConfig(name="chexpert", windows=("lung",)), tmp_path / "data")
+
+
+def test_registry_on_synthetic_cxr(tmp_path):
+    builder = registry.prepare_dataset(
+        DataConfig(num_train=20, num_val=5, num_test=5, image_size=32), tmp_path)
+    assert registry.label_names(builder) == FINDINGS
+    assert registry.recorded_spec(builder) is None
+    # Every data set a DataConfig can name has a builder.
+    names = typing.get_args(typing.get_type_hints(DataConfig)["name"])
+    assert set(registry.BUILDERS) == set(names)
