@@ -306,6 +306,24 @@ class ManualBuilderConfig(tfds.core.BuilderConfig):
                 f"u-{self.uncertain_policy}", f"seed{self.split_seed}"]
 
 
+@dataclasses.dataclass(eq=False)
+class RadiographConfig(ManualBuilderConfig):
+    """Options of radiograph sets whose val split is carved from the official train patients:
+    the views kept (empty = all) and the fraction of train patients held out as val."""
+
+    views: tuple[str, ...] = ("PA", "AP")
+    val_fraction: float = 0.05
+
+    def __post_init__(self):
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        self.views = tuple(v.upper() for v in self.views)
+        super().__post_init__()
+
+    def _name_parts(self) -> list[str]:
+        return [*super()._name_parts(), views_name(self.views), f"val{self.val_fraction:g}"]
+
+
 class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of builders that read a user's local copy (TFDS manual_dir) of a published data set."""
 

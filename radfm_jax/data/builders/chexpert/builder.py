@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, UNPARSEABLE_ROW, ManualBuilder, ManualBuilderConfig, PlannedExample,
+    DUPLICATE_ROW, UNPARSEABLE_ROW, ManualBuilder, RadiographConfig, PlannedExample,
     Pseudonymizer, SkipLog, apply_uncertain_policy, chexpert_value, parse_age, parse_sex,
-    read_csv_rows, require_files, seeded_split, views_name,
+    read_csv_rows, require_files, seeded_split,
 )
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 
@@ -120,22 +120,12 @@ def split_of(image: CheXpertImage, seed: int, val_fraction: float) -> str:
 
 
 @dataclasses.dataclass(eq=False)
-class ChexpertConfig(ManualBuilderConfig):
-    """views: the views kept (empty = all); val_fraction: patients of train.csv held out as val."""
-
-    views: tuple[str, ...] = ("PA", "AP")
-    val_fraction: float = 0.05
-
-    def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        self.views = tuple(v.upper() for v in self.views)
-        super().__post_init__()
+class ChexpertConfig(RadiographConfig):
+    """views and val_fraction (patients of train.csv held out as val) as in RadiographConfig."""
 
     def _name_parts(self) -> list[str]:
         # No reports: text_target does not change the records, so it is not in the name.
-        return [f"p{self.spec.fingerprint()}", f"u-{self.uncertain_policy}",
-                f"seed{self.split_seed}", views_name(self.views), f"val{self.val_fraction:g}"]
+        return [part for part in super()._name_parts() if not part.startswith("text-")]
 
 
 class Chexpert(ManualBuilder):

@@ -19,8 +19,8 @@ from radfm_jax.data.builders.chexpert.builder import (
 )
 from radfm_jax.data.builders.chexpert.builder import LAYOUT as CHEXPERT_LAYOUT
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, EMPTY_REPORT, ManualBuilder, ManualBuilderConfig, PlannedExample, Pseudonymizer,
-    SkipLog, apply_uncertain_policy, read_csv_rows, require_files, views_name,
+    DUPLICATE_ROW, EMPTY_REPORT, ManualBuilder, RadiographConfig, PlannedExample, Pseudonymizer,
+    SkipLog, apply_uncertain_policy, read_csv_rows, require_files,
 )
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 from radfm_jax.data.report_sections import report_target
@@ -55,20 +55,8 @@ def report_text(row: dict[str, str], target: str) -> str:
 
 
 @dataclasses.dataclass(eq=False)
-class ChexpertPlusConfig(ManualBuilderConfig):
+class ChexpertPlusConfig(RadiographConfig):
     """views and val_fraction as in chexpert."""
-
-    views: tuple[str, ...] = ("PA", "AP")
-    val_fraction: float = 0.05
-
-    def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        self.views = tuple(v.upper() for v in self.views)
-        super().__post_init__()
-
-    def _name_parts(self) -> list[str]:
-        return [*super()._name_parts(), views_name(self.views), f"val{self.val_fraction:g}"]
 
 
 class ChexpertPlus(ManualBuilder):

@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, MISSING_FILE, UNPARSEABLE_ROW, ManualBuilder, ManualBuilderConfig,
+    DUPLICATE_ROW, MISSING_FILE, UNPARSEABLE_ROW, ManualBuilder, RadiographConfig,
     PlannedExample, Pseudonymizer, SkipLog, parse_age, parse_sex, read_csv_rows, require_files,
-    seeded_split, views_name,
+    seeded_split,
 )
 from radfm_jax.data.findings import NEGATIVE, POSITIVE
 
@@ -85,22 +85,14 @@ def index_images(root: Path) -> dict[str, Path]:
 
 
 @dataclasses.dataclass(eq=False)
-class NihCxr14Config(ManualBuilderConfig):
-    """views: the views kept (empty = all; the set has PA and AP); val_fraction as in chexpert."""
+class NihCxr14Config(RadiographConfig):
+    """views (the set has PA and AP) and val_fraction as in RadiographConfig."""
 
-    views: tuple[str, ...] = ("PA", "AP")
     val_fraction: float = 0.1
-
-    def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        self.views = tuple(v.upper() for v in self.views)
-        super().__post_init__()
 
     def _name_parts(self) -> list[str]:
         # Neither reports nor uncertain labels: text_target and uncertain_policy change nothing.
-        return [f"p{self.spec.fingerprint()}", f"seed{self.split_seed}", views_name(self.views),
-                f"val{self.val_fraction:g}"]
+        return [part for part in super()._name_parts() if not part.startswith(("text-", "u-"))]
 
 
 class NihCxr14(ManualBuilder):
