@@ -75,7 +75,9 @@ class ModelConfig:
     text: TextTowerConfig = TextTowerConfig()
     embed_dim: int = 128
     scan_layers: bool = True
-    remat: bool = False
+    # What each transformer block keeps for the backward pass (models/layers.py REMAT_POLICIES):
+    # none | full | dots | dots_no_batch | save_qkv_proj. Old configs' True/False = full/none.
+    remat: Literal["none", "full", "dots", "dots_no_batch", "save_qkv_proj"] = "none"
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     init_temperature: float = 10.0  # logit scale = init_temperature at start (CLIP: 1/0.07)
     init_bias: float = -10.0  # sigmoid-loss bias (SigLIP)
@@ -84,6 +86,9 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
     name: Literal["clip", "siglip"] = "clip"
+    # SigLIP only: the paper's chunked form; text embeddings rotate around the batch devices
+    # so no device holds more than a (B/devices)^2 block of logits. Same loss and gradients.
+    chunked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +100,10 @@ class OptimConfig:
     b1: float = 0.9
     b2: float = 0.98
     grad_clip_norm: float = 1.0
+    # Microbatches per step: the global batch is processed in this many slices inside one
+    # jitted step. Exact for every objective: contrastive ones use GradCache (embed all, loss
+    # on the full batch, re-run each slice's backward), per-example ones average gradients.
+    grad_accum_steps: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

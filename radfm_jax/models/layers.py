@@ -13,11 +13,36 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 from jax.typing import DTypeLike as Dtype
+
+from radfm_jax.parallel.activations import constrain_batch
 
 Names = tuple[str, ...]
 
 LAYERS_AXIS = "layers"  # logical name of the leading axis of scanned (stacked) layer params
+
+# What each block keeps for the backward pass (the rest is recomputed), by `model.remat` name.
+# "none" keeps everything (no remat); "full" keeps only the block's input; "dots" keeps every
+# matmul output; "dots_no_batch" keeps matmuls without batch dimensions (the projections and
+# MLP, not the attention logits); "save_qkv_proj" keeps only the query/key/value projections.
+_policies = jax.checkpoint_policies
+REMAT_POLICIES: dict[str, Callable[..., bool]] = {
+    "full": _policies.nothing_saveable,
+    "dots": _policies.dots_saveable,
+    "dots_no_batch": _policies.dots_with_no_batch_dims_saveable,
+    "save_qkv_proj": _policies.save_only_these_names("query_proj", "key_proj", "value_proj"),
+}
+REMAT_NAMES = ("none", *REMAT_POLICIES)
+
+
+def remat_policy_name(remat: bool | str) -> str:
+    """A `model.remat` value as a policy name; bools of older configs mean "full" / "none"."""
+    if isinstance(remat, bool):
+        return "full" if remat else "none"
+    if remat not in REMAT_NAMES:
+        raise ValueError(f"unknown remat policy {remat!r}; use one of {list(REMAT_NAMES)}")
+    return remat
 
 
 def named(init: Callable, names: Names) -> Callable:
@@ -100,7 +125,10 @@ class Attention(nnx.Module):
         self, x: jax.Array, kv: jax.Array | None = None, mask: jax.Array | None = None
     ) -> jax.Array:
         kv = x if kv is None else kv
-        q, k, v = self.query(x), self.key(kv), self.value(kv)  # (B, L, heads, head_dim)
+        # Named so the "save_qkv_proj" remat policy can keep them; a no-op otherwise.
+        q = checkpoint_name(self.query(x), "query_proj")  # (B, L, heads, head_dim)
+        k = checkpoint_name(self.key(kv), "key_proj")
+        v = checkpoint_name(self.value(kv), "value_proj")
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         logits = logits / jnp.sqrt(jnp.float32(q.shape[-1]))
         if mask is not None:
@@ -131,6 +159,7 @@ class Block(nnx.Module):
         self.mlp = Mlp(width, mlp_dim, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        x = constrain_batch(x)
         x = x + self.attn(self.norm1(x), mask=mask)
         return x + self.mlp(self.norm2(x))
 
@@ -144,7 +173,8 @@ class Transformer(nnx.Module):
 
     With `scan_layers`, `self.layers` is ONE Block whose params have a leading `layers` axis of
     size `depth` (built with nnx.vmap, applied with nnx.scan); otherwise it is an nnx.List of
-    `depth` Blocks. `remat` recomputes each block's activations in the backward pass.
+    `depth` Blocks. `remat` names a policy of REMAT_POLICIES (or "none"): what each block saves
+    for the backward pass, the rest being recomputed.
     """
 
     def __init__(
@@ -156,11 +186,11 @@ class Transformer(nnx.Module):
         *,
         dtype: Dtype,
         scan_layers: bool,
-        remat: bool,
+        remat: bool | str,
         rngs: nnx.Rngs,
     ):
         self.scan_layers = scan_layers
-        self.remat = remat
+        self.remat = remat_policy_name(remat)
         make = functools.partial(Block, width, heads, mlp_dim, dtype=dtype)
         if scan_layers:
 
@@ -175,8 +205,10 @@ class Transformer(nnx.Module):
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         apply = _apply_block
-        if self.remat:
-            apply = nnx.remat(apply, prevent_cse=not self.scan_layers)
+        if self.remat != "none":
+            apply = nnx.remat(
+                apply, prevent_cse=not self.scan_layers, policy=REMAT_POLICIES[self.remat]
+            )
         if self.scan_layers:
             apply = nnx.scan(
                 apply,
