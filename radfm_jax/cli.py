@@ -28,6 +28,26 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override eval.* fields, e.g. --set eval.split=val")
+
+    data = verbs.add_parser("data", help="prepare and inspect data sets")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True)
+    check = data_verbs.add_parser(
+        "check", help="patient overlap, duplicate images and label prevalence per split")
+    check.add_argument("name", help="data set name, e.g. synthetic_cxr or mimic_cxr")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override data.* fields, e.g. --set data.manual_dir=/path")
+
+    compile_ = verbs.add_parser(
+        "compile", help="compile the train step ahead of time: per-chip memory, FLOPs, step time at peak")
+    compile_.add_argument("--config", required=True, help="experiments/<study>/<name>.py[:arg]")
+    compile_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config field, e.g. --set batch_size=4096 (repeatable)")
+    compile_.add_argument("--topology", default="local",
+                          help="a TPU slice such as v5e-256, v4-32, v5p-128, v6e-64 (needs the tpu "
+                               "extra: libtpu), or 'local' for this machine's devices (default)")
+    compile_.add_argument("--peak-tflops", type=float, default=None,
+                          help="peak bf16 TFLOP/s per device, for a chip the built-in table lacks")
+    compile_.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
     return parser
 
 
@@ -43,13 +63,30 @@ def main(argv: list[str] | None = None) -> int:
             from radfm_jax.config.loading import load_experiment
 
             config = load_experiment(args.config, args.overrides)
-            from radfm_jax.train.loop import train  # JAX and friends: after the config is checked
+            from radfm_jax.parallel.multihost import initialize_distributed  # JAX: after the config is checked
+
+            initialize_distributed()
+            from radfm_jax.train.loop import train
 
             train(config, args.workdir, allow_config_change=args.allow_config_change)
         elif args.verb == "eval":
+            from radfm_jax.parallel.multihost import initialize_distributed
+
+            initialize_distributed()
             from radfm_jax.train.evaluate import evaluate_workdir
 
             evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
+        elif args.verb == "compile":
+            from radfm_jax.config.loading import load_experiment
+
+            config = load_experiment(args.config, args.overrides)
+            from radfm_jax.tools.aot_compile import run_compile
+
+            run_compile(config, args.topology, peak_tflops=args.peak_tflops, json_out=args.json)
+        elif args.verb == "data":
+            from radfm_jax.data.check import run_check
+
+            return run_check(args.name, args.overrides)
     except CheckpointError as err:
         # A failed restore leaves tensorstore reads running in background threads; exit at once
         # so their teardown noise cannot bury the message (nothing is being written).

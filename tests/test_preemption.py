@@ -21,7 +21,8 @@ ARGS = ["train", "--config", SMOKE, "--set", "total_steps=40", "--set", "log_eve
         "--set", "checkpoint_every=1000"]
 TOTAL = 40
 STOP_AFTER = 8
-TIMING_KEYS = {"step_time_s", "examples_per_sec"}  # wall-clock: differ between any two runs
+# Wall-clock figures: they differ between any two runs.
+TIMING_KEYS = {"step_time_s", "examples_per_sec", "examples_per_sec_per_device", "mfu"}
 
 
 def _env(data_dir: Path) -> dict:

@@ -32,6 +32,17 @@ def to_global_batch(host_batch: Mapping[str, np.ndarray], sharding: ShardingTree
             for k, v in host_batch.items()}
 
 
+def global_batch_from_full(host_batch: Mapping[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
+    """Global arrays from a batch that every process holds whole (e.g. zero-shot prompts):
+    each device takes its slice of the full rows, so no process passes rows it does not own."""
+
+    def place(value: np.ndarray) -> jax.Array:
+        value = np.asarray(value)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return {k: place(v) for k, v in host_batch.items()}
+
+
 class DevicePrefetchIterator(grain.DatasetIterator):
     """Keeps ``size`` batches on devices ahead of the consumer.
 

@@ -1,5 +1,8 @@
 """The evaluator of image-report models: embeds a split once per call on padded, masked
-batches (fixed shapes, compiled once) and reports zero-shot AUROC and retrieval recall."""
+batches (fixed shapes, compiled once) and reports zero-shot AUROC and retrieval recall.
+
+With several processes each reads its rows of every batch and the embeddings are gathered to
+every process, so all of them compute the same metrics."""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ import numpy as np
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import DataConfig, EvalConfig
-from radfm_jax.data.device_put import to_global_batch
+from radfm_jax.data.device_put import global_batch_from_full, to_global_batch
 from radfm_jax.data.pipeline import make_eval_batches
 from radfm_jax.data.tokenizer import Tokenizer
 from radfm_jax.evals.retrieval import retrieval_metrics
 from radfm_jax.evals.zeroshot import zeroshot_metrics, zeroshot_scores
 from radfm_jax.parallel.mesh import batch_sharding
+from radfm_jax.parallel.multihost import gather_to_host
 from radfm_jax.train.step import Encoders
 
 
@@ -54,17 +58,22 @@ class ContrastiveEvaluator:
             data_cfg=self._data_cfg,
             batch_size=self._cfg.batch_size,
             max_examples=self._cfg.max_examples,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
         )
 
     def _embed_split(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
         image_parts, text_parts = [], []
         for host_batch in self._batches():
-            mask = np.asarray(host_batch["mask"], bool)
-            batch = to_global_batch({k: host_batch[k] for k in ("image", "tokens")}, self._sharding)
-            image_emb = self._encoders.encode_image(params, batch["image"])
-            text_emb = self._encoders.encode_text(params, batch["tokens"])
-            image_parts.append(np.asarray(jax.device_get(image_emb))[mask])
-            text_parts.append(np.asarray(jax.device_get(text_emb))[mask])
+            batch = to_global_batch({k: host_batch[k] for k in ("image", "tokens", "mask")}, self._sharding)
+            got = gather_to_host({
+                "image": self._encoders.encode_image(params, batch["image"]),
+                "text": self._encoders.encode_text(params, batch["tokens"]),
+                "mask": batch["mask"],
+            })
+            mask = np.asarray(got["mask"], bool)
+            image_parts.append(np.asarray(got["image"])[mask])
+            text_parts.append(np.asarray(got["text"])[mask])
         return np.concatenate(image_parts), np.concatenate(text_parts)
 
     def encode_texts(self, params: dict, texts: Sequence[str]) -> np.ndarray:
@@ -75,9 +84,9 @@ class ContrastiveEvaluator:
             chunk = self._tokenizer.encode_batch(list(texts[start : start + size]), self._data_cfg.max_text_len)
             padded = np.zeros((size, chunk.shape[1]), chunk.dtype)
             padded[: len(chunk)] = chunk
-            batch = to_global_batch({"tokens": padded}, self._sharding)
-            emb = self._encoders.encode_text(params, batch["tokens"])
-            parts.append(np.asarray(jax.device_get(emb))[: len(chunk)])
+            batch = global_batch_from_full({"tokens": padded}, self._sharding)
+            emb = gather_to_host(self._encoders.encode_text(params, batch["tokens"]))
+            parts.append(np.asarray(emb)[: len(chunk)])
         return np.concatenate(parts)
 
     def __call__(self, params: dict, logit_scale: float) -> dict[str, float]:

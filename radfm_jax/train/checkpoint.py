@@ -1,4 +1,8 @@
-"""Orbax checkpoints at WORKDIR/checkpoints: train state, data-iterator state and metadata."""
+"""Orbax checkpoints at WORKDIR/checkpoints: train state, data-iterator state and metadata.
+
+Every process calls save and restore. The train state is one sharded array tree; the
+data-iterator state is per process (Grain's handler: data/process_<i>-of-<n>.json), since each
+process reads its own rows of every batch."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -34,15 +39,16 @@ def save(
     manager: ocp.CheckpointManager,
     step: int,
     state: Any,
-    data_state: dict,
+    data_iterator: grain.DatasetIterator,
     metadata: dict,
 ) -> bool:
-    """Queue an asynchronous save; returns whether one was started."""
+    """Queue an asynchronous save; returns whether one was started. The iterator's state is
+    read before this returns (the data item is written synchronously)."""
     return manager.save(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave(data_state),
+            data=grain.checkpoint.CheckpointSave(data_iterator),
             metadata=ocp.args.JsonSave(metadata),
         ),
         force=True,
@@ -50,12 +56,17 @@ def save(
 
 
 def restore(
-    manager: ocp.CheckpointManager, step: int, abstract_state: Any, shardings: Any
-) -> tuple[Any, dict, dict]:
-    """Restore (state placed in `shardings`, data-iterator state, metadata).
+    manager: ocp.CheckpointManager,
+    step: int,
+    abstract_state: Any,
+    shardings: Any,
+    data_iterator: grain.DatasetIterator | None = None,
+) -> tuple[Any, dict]:
+    """Restore (state placed in `shardings`, metadata); `data_iterator`, when given, is moved
+    to this process's saved position.
 
-    Raises CheckpointError, with what to do, when the step's files cannot be read or were
-    written by a model of other shapes."""
+    Raises CheckpointError, with what to do, when the step's files cannot be read, were
+    written by a model of other shapes or by another number of processes."""
     path = Path(manager.directory) / str(step)
     # Installed before reading: tensorstore callbacks of a failing read can report from other
     # threads while the failure is still propagating.
@@ -66,18 +77,30 @@ def restore(
         abstract_state,
         shardings,
     )
+    items = dict(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore())
+    if data_iterator is not None:
+        _check_process_count(path)
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target),
-                data=ocp.args.JsonRestore(),
-                metadata=ocp.args.JsonRestore(),
-            ),
-        )
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as err:  # orbax raises many types for unreadable or mismatched files
         raise _unreadable(path, err) from None
-    return restored.state, restored.data, restored.metadata
+    return restored.state, restored.metadata
+
+
+def _check_process_count(path: Path) -> None:
+    """Each process resumes its own slice of the data order, so the count must not change."""
+    wanted = path / "data" / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if wanted.is_file():
+        return
+    written = sorted(p.name for p in (path / "data").glob("process_*-of-*.json"))
+    if not written:
+        raise _unreadable(path, FileNotFoundError(f"no data-iterator state in {path / 'data'}"))
+    counts = sorted({name.rsplit("-of-", 1)[1].removesuffix(".json") for name in written})
+    raise CheckpointError(
+        f"the checkpoint at {path} was written by {' or '.join(counts)} process(es), this run has "
+        f"{jax.process_count()} (no {wanted.name}); resume with the same number of processes"
+    )
 
 
 def _unreadable(path: Path, err: Exception) -> CheckpointError:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from radfm_jax.config.loading import validate
 from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.parallel import multihost
 from radfm_jax.train import checkpoint
 from radfm_jax.train.loop import Experiment, logit_scale_of
 from radfm_jax.train.metrics import MetricWriter, format_eval_table
@@ -32,10 +33,12 @@ def evaluate_workdir(workdir: str | Path, *, step: int | None = None, overrides:
         if step not in available:
             raise ConfigError(f"no checkpoint for step {step}; available steps: {available}")
         exp = Experiment.build(config)
-        state, _, _ = checkpoint.restore(manager, step, exp.layout.abstract, exp.layout.shardings)
+        state, _ = checkpoint.restore(manager, step, exp.layout.abstract, exp.layout.shardings)
     finally:
         manager.close()
     results = exp.evaluator()(state.params, logit_scale_of(state.params))
+    if not multihost.is_primary():  # every process evaluates; process 0 writes
+        return results
     writer = MetricWriter(workdir, resume_step=None)
     try:
         path = writer.write_eval(step, results)

@@ -23,13 +23,16 @@ from radfm_jax.data.device_put import prefetch_to_device
 from radfm_jax.data.pipeline import make_train_loader
 from radfm_jax.evals.contrastive import ContrastiveEvaluator
 from radfm_jax.models.two_tower import TwoTower
-from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES
-from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh, replicated
+from radfm_jax.objectives import contrastive_objective
+from radfm_jax.parallel import multihost
+from radfm_jax.parallel.mesh import BATCH_AXES, batch_size_per_process, make_mesh, replicated
 from radfm_jax.train import checkpoint
+from radfm_jax.train.compile import CompiledStep
+from radfm_jax.train.flops import ThroughputMeter
 from radfm_jax.train.metrics import MetricWriter, format_eval_table
 from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from radfm_jax.train.state import StateLayout, init_train_state, plan_state
-from radfm_jax.train.step import build_encoders, build_train_step, batch_shardings
+from radfm_jax.train.step import StepFunction, build_encoders, build_train_step, batch_shardings
 from radfm_jax.train.workdir import check_workdir, claim_workdir
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,8 @@ class Experiment:
     @classmethod
     def build(cls, config: ExperimentConfig) -> "Experiment":
         mesh = make_mesh(config.mesh)
-        data = open_prepared(config.data)
+        with multihost.primary_first("radfm: data prepared"):  # processes may share a data folder
+            data = open_prepared(config.data)
         model_factory = two_tower_factory(config, data.tokenizer.vocab_size)
         tx = make_optimizer(config.optim, config.total_steps)
         layout = plan_state(model_factory, tx, mesh, config.mesh.rules)
@@ -90,6 +94,15 @@ def two_tower_factory(config: ExperimentConfig, vocab_size: int) -> Callable[[],
     return factory
 
 
+def build_step(config: ExperimentConfig, layout: StateLayout, tx, mesh: jax.sharding.Mesh) -> StepFunction:
+    """The train step of `config`: what training runs and `radfm compile` compiles."""
+    return build_train_step(
+        layout, tx, contrastive_objective(config.objective, mesh, BATCH_AXES),
+        learning_rate_schedule(config.optim, config.total_steps), mesh,
+        grad_accum_steps=config.optim.grad_accum_steps,
+    )
+
+
 def logit_scale_of(params: dict) -> float:
     return float(min(np.exp(np.asarray(jax.device_get(params["log_logit_scale"]))), 100.0))
 
@@ -99,17 +112,28 @@ def checkpoint_metadata(config: ExperimentConfig) -> dict:
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop checks between steps (no work in the handler)."""
+    """Whether SIGTERM asks to save and stop after `step`, checked between steps without host
+    syncs. One process: a Python handler sets a flag (no work in the handler). Several: JAX's
+    preemption sync service, which picks one step for all when any process gets SIGTERM (its
+    C++ handler must stay installed, so no Python handler then)."""
 
-    def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+    def __init__(self, start_step: int):
+        self._requested = False
+        self._several = jax.process_count() > 1
+        if self._several:
+            multihost.start_preemption_sync(start_step)
+        else:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self._requested = True
+
+    def reached(self, step: int) -> bool:
+        return multihost.reached_preemption_sync_point(step) if self._several else self._requested
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        if not self._several:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change: bool = False) -> dict:
@@ -117,7 +141,12 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
     workdir = Path(workdir)
     check_workdir(workdir, config, allow_config_change=allow_config_change)
     exp = Experiment.build(config)  # data and model problems surface before the workdir is touched
-    claim_workdir(workdir, config, allow_config_change=allow_config_change)
+    # Every process has checked the workdir before process 0 writes config.json, and none
+    # creates checkpoints/ before it has.
+    multihost.sync("radfm: workdir checked")
+    if multihost.is_primary():
+        claim_workdir(workdir, config, allow_config_change=allow_config_change)
+    multihost.sync("radfm: workdir claimed")
     log.info("mesh %s; %d parameters; %.2f%% of parameter bytes replicated", dict(exp.mesh.shape),
              sum(x.size for x in jax.tree.leaves(exp.layout.abstract.params)),
              100 * exp.layout.replicated_fraction)
@@ -137,20 +166,17 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
     batch_size_per_process(config.batch_size, exp.mesh)  # validates divisibility
     start_step = manager.latest_step() or 0
     if start_step:
-        state, data_state, _ = checkpoint.restore(manager, start_step, exp.layout.abstract, exp.layout.shardings)
-        loader.set_state(data_state)
+        state, _ = checkpoint.restore(manager, start_step, exp.layout.abstract, exp.layout.shardings,
+                                      data_iterator=loader)
         log.info("resumed from step %d", start_step)
     else:
         state = init_train_state(exp.layout, exp.model_factory, exp.tx)
 
-    step_fn = build_train_step(
-        exp.layout, exp.tx, CONTRASTIVE_OBJECTIVES[config.objective.name],
-        learning_rate_schedule(config.optim, config.total_steps), exp.mesh,
-    ).jit()
+    step_fn = CompiledStep(build_step(config, exp.layout, exp.tx, exp.mesh))
     evaluator = exp.evaluator() if config.eval_every else None
-    writer = MetricWriter(workdir, resume_step=start_step)
+    writer = MetricWriter(workdir, resume_step=start_step) if multihost.is_primary() else None
     metadata = checkpoint_metadata(config)
-    preemption = _Preemption()
+    preemption = _Preemption(start_step)
     results: dict = {}
     try:
         results = _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager,
@@ -159,7 +185,8 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
         preemption.restore()
         manager.wait_until_finished()
         manager.close()
-        writer.close()
+        if writer:
+            writer.close()
     return results
 
 
@@ -171,9 +198,11 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
         log.info("already trained to step %d of %d", step, config.total_steps)
         return results
     stream = prefetch_to_device(loader, config.data.prefetch_batches, batch_shardings(exp.mesh))
-    progress = tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    progress = tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                    disable=not multihost.is_primary())
     nonfinite = jax.device_put(np.zeros((), bool), replicated(exp.mesh))  # where the loss lives
     last_log_time, last_log_step = time.perf_counter(), step
+    throughput = ThroughputMeter(config, list(exp.mesh.devices.flat), step_fn)
     for batch in stream:
         with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
             state, metrics = step_fn(state, batch)
@@ -191,25 +220,27 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
             steps = step - last_log_step
             step_time = (now - last_log_time) / steps
             host = {key: float(value) for key, value in host.items()}
-            host.update(step_time_s=step_time, examples_per_sec=config.batch_size / step_time)
-            writer.write_train(step, host)
+            host.update(step_time_s=step_time, examples_per_sec=config.batch_size / step_time,
+                        **throughput.metrics(step_time))
+            if writer:
+                writer.write_train(step, host)
             progress.set_postfix(loss=f"{host['loss']:.4f}", ex_s=f"{host['examples_per_sec']:.0f}")
             last_log_time, last_log_step = now, step
         progress.update(1)
         if evaluator is not None and (step % config.eval_every == 0 or last):
             results = evaluator(state.params, logit_scale_of(state.params))
-            path = writer.write_eval(step, results)
-            log.info("step %d eval -> %s", step, path)
+            if writer:
+                log.info("step %d eval -> %s", step, writer.write_eval(step, results))
             last_log_time = time.perf_counter()  # keep eval time out of step timings
-        preempted = preemption.requested
+        preempted = preemption.reached(step)  # the same step on every process
         if last or preempted or step % config.checkpoint_every == 0:
-            checkpoint.save(manager, step, state, stream.get_state(), metadata)
+            checkpoint.save(manager, step, state, stream, metadata)
         if preempted:
             log.warning("SIGTERM: saved step %d; exiting so the run can resume", step)
             break
         if last:
             break
     progress.close()
-    if results:
+    if results and multihost.is_primary():
         print(f"\nevaluation at step {step}:\n{format_eval_table(results)}")
     return results

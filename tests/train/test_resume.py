@@ -16,15 +16,13 @@ def _losses(workdir):
 
 
 class _StopAtStep:
-    """Stands in for the SIGTERM flag: reports a preemption request at the k-th step."""
+    """Stands in for SIGTERM: asks to save and stop after step k."""
 
     def __init__(self, k):
-        self._left = k
+        self._k = k
 
-    @property
-    def requested(self):
-        self._left -= 1
-        return self._left == 0
+    def reached(self, step):
+        return step == self._k
 
     def restore(self):
         pass
@@ -43,13 +41,13 @@ def test_preempted_and_resumed_run_equals_uninterrupted(config, tmp_path, monkey
     straight = _losses(tmp_path / "straight")
     assert [r["step"] for r in straight] == list(range(1, 9))
 
-    monkeypatch.setattr(loop, "_Preemption", lambda: _StopAtStep(3))
+    monkeypatch.setattr(loop, "_Preemption", lambda start_step: _StopAtStep(3))
     loop.train(config, tmp_path / "resumed")
     first_part = _losses(tmp_path / "resumed")
     assert [r["step"] for r in first_part] == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
 
-    monkeypatch.setattr(loop, "_Preemption", lambda: _StopAtStep(10**9))
+    monkeypatch.setattr(loop, "_Preemption", lambda start_step: _StopAtStep(10**9))
     loop.train(config, tmp_path / "resumed")
     resumed = _losses(tmp_path / "resumed")
     assert [r["step"] for r in resumed] == list(range(1, 9))

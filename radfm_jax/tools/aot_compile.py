@@ -1,0 +1,277 @@
+"""Ahead-of-time compilation of the real train step, without allocating a single array.
+
+The step is built exactly as training builds it (plan_state + build_train_step, with the
+config's model, optimizer, objective and mesh rules), lowered on abstract inputs
+(`jax.ShapeDtypeStruct`) and compiled either for this machine's devices ("local") or for a TPU
+slice such as "v5e-256" from this CPU host, through libtpu's compile-only devices. The report
+gives per-chip memory from XLA's memory analysis against the chip's HBM and a closed-form
+estimate, FLOPs per step from XLA's cost analysis and the analytic count, and the step time at
+peak FLOP/s.
+
+    radfm compile --config experiments/synthetic_cxr/clip.py --topology v5e-256 --json aot.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+from jax.sharding import Mesh
+
+from radfm_jax.config.overrides import ConfigError
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.parallel.chips import Chip, chip_for_device, parse_tpu_topology
+from radfm_jax.parallel.mesh import BATCH_AXES, make_mesh
+from radfm_jax.train.compile import compile_train_step as compile_step
+from radfm_jax.train.flops import compiled_flops, train_step_flops
+from radfm_jax.train.loop import build_step, two_tower_factory
+from radfm_jax.train.optimizer import make_optimizer
+from radfm_jax.train.state import StateLayout, plan_state
+from radfm_jax.train.step import StepFunction
+from radfm_jax.tools.memory_estimate import estimate_memory_per_chip
+
+LOCAL = "local"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The devices to compile for and the chip they are (None: unknown, e.g. a CPU)."""
+
+    name: str
+    devices: list[Any]
+    chip: Chip | None
+
+
+def target_devices(topology: str, *, peak_flops: float | None = None) -> Target:
+    """"local": this process's devices; otherwise a TPU slice name such as "v5e-256"."""
+    if topology == LOCAL:
+        devices = jax.devices()
+        return Target(LOCAL, devices, chip_for_device(devices[0], peak_flops=peak_flops))
+    slice_ = parse_tpu_topology(topology)
+    if importlib.util.find_spec("libtpu") is None:
+        raise ConfigError(
+            f"compiling for the TPU slice '{topology}' needs libtpu on this machine: "
+            "pip install 'radfm_jax[tpu]' (or compile for this machine with --topology local)"
+        )
+    devices = _compile_only_devices(slice_.name)
+    chip = slice_.chip
+    if peak_flops is not None:
+        chip = dataclasses.replace(chip, peak_bf16_flops=float(peak_flops))
+    return Target(slice_.name, devices, chip)
+
+
+@functools.cache
+def _compile_only_devices(slice_name: str) -> list[Any]:
+    """libtpu's compile-only devices of a slice; cached because every call makes new device
+    objects, and a mesh and a sharding built from different calls do not match."""
+    from jax.experimental import topologies
+
+    return list(topologies.get_topology_desc(**parse_tpu_topology(slice_name).topology_desc_kwargs()).devices)
+
+
+def plan_train_step(config: ExperimentConfig, mesh: Mesh, vocab_size: int) -> tuple[StateLayout, StepFunction]:
+    """The abstract train state and the train step, built the way training builds them."""
+    factory = two_tower_factory(config, vocab_size)
+    tx = make_optimizer(config.optim, config.total_steps)
+    layout = plan_state(factory, tx, mesh, config.mesh.rules)
+    return layout, build_step(config, layout, tx, mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryReport:
+    """XLA's memory analysis of one device's program, bytes."""
+
+    argument: int
+    output: int
+    alias: int  # outputs written in place of donated arguments (the train state)
+    temp: int
+    generated_code: int
+
+    @property
+    def total(self) -> int:
+        """Live at the peak: inputs, outputs not aliased to inputs, scratch, code."""
+        return self.argument + self.output - self.alias + self.temp + self.generated_code
+
+    @classmethod
+    def of(cls, compiled: Any) -> "MemoryReport":
+        stats = compiled.memory_analysis()
+        return cls(
+            argument=int(stats.argument_size_in_bytes),
+            output=int(stats.output_size_in_bytes),
+            alias=int(stats.alias_size_in_bytes),
+            temp=int(stats.temp_size_in_bytes),
+            generated_code=int(stats.generated_code_size_in_bytes),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AotReport:
+    topology: str
+    device_kind: str
+    chip: str | None
+    num_devices: int
+    mesh: dict[str, int]
+    parameters: int
+    batch_size: int
+    compile_s: float
+    memory: MemoryReport
+    hbm_bytes: int | None
+    estimated_state_bytes: float
+    estimated_activation_bytes: float
+    compiled_flops_per_device: float | None
+    model_flops_per_step: float  # analytic, what MFU counts
+    hardware_flops_per_step: float  # analytic, with remat's recomputation
+    xla_counts_loop_body_once: bool  # scan_layers: XLA's count sees each scanned block once
+    peak_flops_per_device: float | None
+    xla_estimated_step_s: float | None
+
+    @property
+    def estimated_total_bytes(self) -> float:
+        return self.estimated_state_bytes + self.estimated_activation_bytes
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.hbm_bytes is None else self.memory.total <= self.hbm_bytes
+
+    @property
+    def step_time_at_peak_s(self) -> float | None:
+        """Lower bound on the step time: the analytic FLOPs at every chip's peak FLOP/s."""
+        if not self.peak_flops_per_device:
+            return None
+        return self.hardware_flops_per_step / (self.num_devices * self.peak_flops_per_device)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["memory"]["total"] = self.memory.total
+        out.update(
+            estimated_total_bytes=self.estimated_total_bytes,
+            memory_vs_estimate=self.memory.total / self.estimated_total_bytes,
+            fits=self.fits,
+            step_time_at_peak_s=self.step_time_at_peak_s,
+        )
+        return out
+
+
+def compile_train_step(config: ExperimentConfig, topology: str = LOCAL, *,
+                       vocab_size: int | None = None, peak_flops: float | None = None) -> AotReport:
+    """Compile the train step of `config` for `topology` and report memory and FLOPs.
+
+    `vocab_size` defaults to data.vocab_size, the tokenizer's upper bound (a trained tokenizer
+    can be smaller), so the embedding table is never underestimated.
+    """
+    target = target_devices(topology, peak_flops=peak_flops)
+    mesh = make_mesh(config.mesh, target.devices)
+    layout, step = plan_train_step(config, mesh, vocab_size or config.data.vocab_size)
+    start = time.perf_counter()
+    compiled = compile_step(step, layout, config, mesh)
+    compile_s = time.perf_counter() - start
+    parameters = sum(math.prod(x.shape) for x in jax.tree.leaves(layout.abstract.params))
+    estimate = estimate_memory_per_chip(
+        config, parameters,
+        state_shards=mesh.shape["fsdp"] * mesh.shape["tensor"],
+        batch_shards=math.prod(mesh.shape[axis] for axis in BATCH_AXES),
+    )
+    flops = train_step_flops(config)
+    return AotReport(
+        topology=target.name,
+        device_kind=target.devices[0].device_kind,
+        chip=target.chip.name if target.chip else None,
+        num_devices=len(target.devices),
+        mesh=dict(mesh.shape),
+        parameters=parameters,
+        batch_size=config.batch_size,
+        compile_s=compile_s,
+        memory=MemoryReport.of(compiled),
+        hbm_bytes=target.chip.hbm_bytes if target.chip else None,
+        estimated_state_bytes=estimate.state_bytes,
+        estimated_activation_bytes=estimate.activation_bytes,
+        compiled_flops_per_device=compiled_flops(compiled),
+        model_flops_per_step=flops.model,
+        hardware_flops_per_step=flops.hardware,
+        xla_counts_loop_body_once=config.model.scan_layers,
+        peak_flops_per_device=target.chip.peak_bf16_flops if target.chip else None,
+        xla_estimated_step_s=_xla_seconds(compiled),
+    )
+
+
+def _xla_seconds(compiled: Any) -> float | None:
+    """XLA's own run-time estimate, where the backend's cost analysis has one (TPU)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    seconds = (analysis or {}).get("optimal_seconds")
+    return float(seconds) if seconds and seconds > 0 else None
+
+
+def _bytes(n: float | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.3f} GiB"
+
+
+def _flops(n: float | None) -> str:
+    return "-" if n is None else f"{n:.4g}"
+
+
+def _seconds(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.2f} ms"
+
+
+def format_report(report: AotReport) -> str:
+    m = report.memory
+    compiled_total = (
+        None if report.compiled_flops_per_device is None
+        else report.compiled_flops_per_device * report.num_devices
+    )
+    loop_note = " (scanned blocks counted once)" if report.xla_counts_loop_body_once else ""
+    fits = {None: "unknown chip", True: "yes", False: "NO"}[report.fits]
+    rows = [
+        ("topology", f"{report.topology}: {report.num_devices} x {report.device_kind}"),
+        ("mesh", " ".join(f"{k}={v}" for k, v in report.mesh.items())),
+        ("parameters", f"{report.parameters:,}"),
+        ("global batch", f"{report.batch_size}"),
+        ("compile time", f"{report.compile_s:.1f} s"),
+        ("per-chip memory: arguments", _bytes(m.argument)),
+        ("  outputs", _bytes(m.output)),
+        ("  aliased (donated)", _bytes(m.alias)),
+        ("  temporaries", _bytes(m.temp)),
+        ("  generated code", _bytes(m.generated_code)),
+        ("  total", _bytes(m.total)),
+        ("  closed-form estimate", f"{_bytes(report.estimated_total_bytes)} "
+                                   f"(state {_bytes(report.estimated_state_bytes)}, "
+                                   f"activations {_bytes(report.estimated_activation_bytes)})"),
+        ("  XLA / estimate", f"{m.total / report.estimated_total_bytes:.2f}"),
+        ("HBM per chip", _bytes(report.hbm_bytes)),
+        ("fits", fits),
+        ("FLOPs/step, XLA cost analysis", _flops(compiled_total) + loop_note),
+        ("FLOPs/step, analytic (model)", _flops(report.model_flops_per_step)),
+        ("FLOPs/step, analytic (with remat)", _flops(report.hardware_flops_per_step)),
+        ("step time at peak FLOP/s", _seconds(report.step_time_at_peak_s)),
+        ("step time, XLA estimate", _seconds(report.xla_estimated_step_s)),
+    ]
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def write_json(report: AotReport, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return path
+
+
+def run_compile(config: ExperimentConfig, topology: str, *, peak_tflops: float | None = None,
+                json_out: str | None = None) -> AotReport:
+    """`radfm compile`: compile, print the report, optionally write it as JSON."""
+    if json_out is not None and not Path(json_out).parent.is_dir():
+        raise ConfigError(f"cannot write '{json_out}': folder '{Path(json_out).parent}' does not exist")
+    peak = None if peak_tflops is None else peak_tflops * 1e12
+    report = compile_train_step(config, topology, peak_flops=peak)
+    print(format_report(report))
+    if json_out is not None:
+        print(f"wrote {write_json(report, json_out)}")
+    return report
