@@ -122,7 +122,7 @@ class EvalConfig:
     split: str = "test"
     max_examples: int = 0  # 0 = the whole split
     # CheXzero-style prompts: {finding} is replaced by each finding's phrase.
-    positive_templates: tuple[str, ...] = ("{finding}.", "there is {finding}.")
+    positive_templates: tuple[str, ...] = ("{finding}.",)
     negative_templates: tuple[str, ...] = ("no {finding}.", "there is no {finding}.")
     recall_ks: tuple[int, ...] = (1, 5, 10)
 

@@ -26,8 +26,8 @@ def prompt_pairs(
     pairs = {}
     for finding in label_names:
         phrases = finding_phrases(finding)
-        present = [t.format(finding=phrase) for phrase in phrases for t in positive_templates]
-        absent = [t.format(finding=phrase) for phrase in phrases for t in negative_templates]
+        present = [t.format(finding=phrase) for phrase in phrases.present for t in positive_templates]
+        absent = [t.format(finding=phrase) for phrase in phrases.absent for t in negative_templates]
         pairs[finding] = (present, absent)
     if NO_FINDING in pairs:
         abnormal = [prompt for finding in label_names if finding != NO_FINDING for prompt in pairs[finding][0]]

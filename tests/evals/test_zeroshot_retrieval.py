@@ -10,28 +10,41 @@ POS, NEG = ("{finding}.", "there is {finding}."), ("no {finding}.", "there is no
 
 def test_prompt_pairs():
     pairs = prompt_pairs(FINDINGS, POS, NEG)
-    assert pairs["pleural_effusion"] == (["pleural effusion.", "there is pleural effusion."],
-                                         ["no pleural effusion.", "there is no pleural effusion."])
+    present, absent = pairs["pleural_effusion"]
+    # Present: every stated form (size x side, bilateral) in every positive template.
+    assert len(present) == len(POS) * 7
+    assert "small left pleural effusion." in present and "there is large right pleural effusion." in present
+    assert "bilateral pleural effusions." in present
+    assert absent == ["no pleural effusion.", "there is no pleural effusion.", "no effusion.", "there is no effusion."]
     present, absent = pairs["no_finding"]
     assert present == ["no acute cardiopulmonary abnormality.", "there is no acute cardiopulmonary abnormality."]
     # Abnormal = any other finding stated.
     assert absent == [p for f in FINDINGS if f != "no_finding" for p in pairs[f][0]]
 
 
+def test_unknown_labels_use_their_name_in_words():
+    pairs = prompt_pairs(["Hernia", "lung_opacity", "mosaic_attenuation_pattern"], POS, NEG)
+    assert pairs["Hernia"] == (["hernia.", "there is hernia."], ["no hernia.", "there is no hernia."])
+    assert pairs["mosaic_attenuation_pattern"][1][0] == "no mosaic attenuation pattern."
+    assert "right upper lung opacity." in pairs["lung_opacity"][0]
+
+
 def _embedding_table(dim):
-    """Each finding phrase gets its own axis; negated prompts point the opposite way, and the
+    """Each finding's phrases get its own axis; negated prompts point the opposite way, and the
     normal prompt ("no acute ...") gets an axis of its own."""
     table = {}
     for axis, finding in enumerate(FINDINGS):
-        (phrase,) = FINDING_PHRASES[finding]
+        phrases = FINDING_PHRASES[finding]
         for template in POS:
-            vec = np.zeros(dim)
-            vec[axis] = 1.0
-            table[template.format(finding=phrase)] = vec
+            for phrase in phrases.present:
+                vec = np.zeros(dim)
+                vec[axis] = 1.0
+                table[template.format(finding=phrase)] = vec
         for template in NEG:
-            vec = np.zeros(dim)
-            vec[axis] = -1.0 if finding != "no_finding" else 1.0
-            table[template.format(finding=phrase)] = vec
+            for phrase in phrases.absent:
+                vec = np.zeros(dim)
+                vec[axis] = -1.0 if finding != "no_finding" else 1.0
+                table[template.format(finding=phrase)] = vec
     return table
 
 
