@@ -25,7 +25,7 @@ from radfm_jax.parallel.mesh import make_mesh
 from radfm_jax.tools.aot_compile import plan_train_step
 from radfm_jax.train.compile import abstract_batch
 from radfm_jax.train.flops import train_step_flops
-from radfm_jax.train.loop import two_tower_factory
+from radfm_jax.train.tasks import make_task
 from radfm_jax.train.state import init_train_state
 from radfm_jax.train.optimizer import make_optimizer
 
@@ -46,7 +46,7 @@ def preset_config(size: str, args: argparse.Namespace) -> ExperimentConfig:
 def measure(config: ExperimentConfig, steps: int, peak_flops: float | None) -> dict:
     mesh = make_mesh(config.mesh)
     layout, step = plan_train_step(config, mesh, config.data.vocab_size)
-    state = init_train_state(layout, two_tower_factory(config, config.data.vocab_size),
+    state = init_train_state(layout, make_task(config, config.data.vocab_size, mesh).model_factory,
                              make_optimizer(config.optim, config.total_steps))
     rng = np.random.default_rng(0)
     specs = abstract_batch(config, mesh)

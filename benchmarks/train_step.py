@@ -16,22 +16,21 @@ import numpy as np
 
 from radfm_jax.config.loading import load_experiment
 from radfm_jax.data.device_put import to_global_batch
-from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES
 from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.train.loop import two_tower_factory
-from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from radfm_jax.train.tasks import make_task
+from radfm_jax.train.loop import build_step
+from radfm_jax.train.optimizer import make_optimizer
 from radfm_jax.train.state import init_train_state, plan_state
-from radfm_jax.train.step import batch_shardings, build_train_step
+from radfm_jax.train.step import batch_shardings
 
 
 def measure(config, vocab_size: int, steps: int) -> dict:
     mesh = make_mesh(config.mesh)
-    factory = two_tower_factory(config, vocab_size)
+    task = make_task(config, vocab_size, mesh)
     tx = make_optimizer(config.optim, config.total_steps)
-    layout = plan_state(factory, tx, mesh, config.mesh.rules)
-    state = init_train_state(layout, factory, tx)
-    step = build_train_step(layout, tx, CONTRASTIVE_OBJECTIVES[config.objective.name],
-                            learning_rate_schedule(config.optim, config.total_steps), mesh).jit()
+    layout = plan_state(task.model_factory, tx, mesh, config.mesh.rules)
+    state = init_train_state(layout, task.model_factory, tx)
+    step = build_step(config, layout, tx, mesh, task).jit()
     rng = np.random.default_rng(0)
     size, length, batch_size = config.data.input_size, config.data.max_text_len, config.batch_size
     batch = to_global_batch(

@@ -1,4 +1,4 @@
-"""`radfm <verb>`: train, eval. User mistakes print one message and exit non-zero."""
+"""`radfm <verb>`: train, eval, generate, data, compile. User mistakes print one message and exit non-zero."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override eval.* fields, e.g. --set eval.split=val")
+
+    generate = verbs.add_parser("generate", help="write a split's generated reports (caption / coca workdirs)")
+    generate.add_argument("--workdir", required=True)
+    generate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    generate.add_argument("--out", default=None,
+                          help="JSONL file (default: WORKDIR/generated/<split>_step_<step>.jsonl)")
+    generate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override eval.* fields, e.g. --set eval.generate.method=beam "
+                               "--set eval.generate.max_examples=0 (all)")
 
     data = verbs.add_parser("data", help="prepare and inspect data sets")
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
@@ -76,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             from radfm_jax.train.evaluate import evaluate_workdir
 
             evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
+        elif args.verb == "generate":
+            from radfm_jax.parallel.multihost import initialize_distributed
+
+            initialize_distributed()
+            from radfm_jax.train.evaluate import generate_workdir
+
+            generate_workdir(args.workdir, args.out, step=args.step, overrides=args.overrides)
         elif args.verb == "compile":
             from radfm_jax.config.loading import load_experiment
 

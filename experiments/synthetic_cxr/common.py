@@ -1,5 +1,6 @@
-"""Shared settings of the synthetic_cxr contrastive experiments (imported by clip.py and
-siglip.py, which differ only in the objective and its temperature / bias)."""
+"""Shared settings of the synthetic_cxr experiments: the contrastive ones (clip.py, siglip.py
+differ only in the objective and its temperature / bias) and the generative ones (mae.py,
+captioner.py, coca.py), all sized for a 2-core CPU with a `smoke` variant each."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 from radfm_jax.config import presets
 from radfm_jax.config.schema import (
     DataConfig,
+    DecoderConfig,
     EvalConfig,
     ExperimentConfig,
     MeshConfig,
@@ -54,27 +56,64 @@ def contrastive_config(objective: str, arg: str, **model_overrides) -> Experimen
     if arg == "":
         return config
     if arg == "smoke":
-        # Tiny and seconds per step: for tests and a first look, not for results. It keeps
-        # augmentation and scan over layers on so the tests exercise those paths.
-        return dataclasses.replace(
-            config,
-            name=config.name + "_smoke",
-            total_steps=20,
-            batch_size=16,
-            log_every=5,
-            eval_every=10,
-            checkpoint_every=10,
-            data=dataclasses.replace(
-                config.data, num_train=400, num_val=40, num_test=80, image_size=32, input_size=32,
-                max_text_len=32, vocab_size=256, augment=True,
-            ),
-            model=dataclasses.replace(
-                config.model,
-                image=presets.vit("Ti", patch_size=8, width=32, depth=2, heads=2, pool="mean"),
-                text=presets.text("Ti", width=32, depth=2, heads=2),
-                embed_dim=16,
-                scan_layers=True,
-            ),
-            eval=dataclasses.replace(config.eval, batch_size=32),
-        )
+        # It keeps augmentation and scan over layers on so the tests exercise those paths.
+        model = config.model
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, augment=True),
+            model=dataclasses.replace(model, image=dataclasses.replace(model.image, pool="mean")))
+        return _smoke(config, text=presets.text("Ti", width=32, depth=2, heads=2))
     raise ValueError(f"unknown variant {arg!r}; use '' (the demo) or 'smoke'")
+
+
+def _smoke(config: ExperimentConfig, **model_overrides) -> ExperimentConfig:
+    """Tiny and seconds per step, for tests and a first look."""
+    return dataclasses.replace(
+        config,
+        name=config.name + "_smoke",
+        total_steps=20, batch_size=16, log_every=5, eval_every=10, checkpoint_every=10,
+        data=dataclasses.replace(config.data, num_train=400, num_val=40, num_test=80, image_size=32,
+                                 input_size=32, max_text_len=32, vocab_size=256),
+        model=dataclasses.replace(
+            config.model,
+            image=presets.vit("Ti", patch_size=8, width=32, depth=2, heads=2, pool=config.model.image.pool),
+            decoder=dataclasses.replace(config.model.decoder, width=32, heads=2),
+            mae_decoder=DecoderConfig(width=32, depth=1, heads=2),
+            embed_dim=16, scan_layers=True, **model_overrides,
+        ),
+        eval=dataclasses.replace(config.eval, batch_size=32, probe_train_examples=200,
+                                 generate=dataclasses.replace(config.eval.generate, max_examples=32)),
+    )
+
+
+def generative_config(objective: str, arg: str) -> ExperimentConfig:
+    """mae, caption or coca on synthetic_cxr: the CPU-sized run (arg "") or `smoke`. They share
+    the contrastive demo's data, image tower and optimizer."""
+    demo = contrastive_config("clip", "", init_temperature=10.0)
+    # The captioner's decoder and vocabulary head make a step ~2x a contrastive one on a CPU, and
+    # its loss is per example (no in-batch negatives), so it takes half the batch; naming small
+    # nodules and thin pneumothoraces needs more image layers than the contrastive pooling does
+    # (1 layer, 1,500 steps: clinical macro-F1 0.67). CoCa keeps the contrastive demo's batch,
+    # schedule and sentence sampling so its zero-shot results compare. MAE's encoder sees a
+    # quarter of the patches, so it affords 4 layers. Both pool by the mean for the linear probe.
+    steps, batch = {"mae": (2000, 128), "caption": (3000, 64), "coca": (2000, 128)}[objective]
+    image = demo.model.image
+    if objective in ("mae", "caption"):
+        image = dataclasses.replace(image, depth={"mae": 4, "caption": 3}[objective], pool="mean")
+    config = dataclasses.replace(
+        demo,
+        name=f"synthetic_cxr_{objective}",
+        total_steps=steps,
+        batch_size=batch,
+        eval_every=demo.eval_every,
+        checkpoint_every=demo.checkpoint_every,
+        data=dataclasses.replace(demo.data, report_sentence_sampling=0.5 if objective == "coca" else 0.0),
+        model=dataclasses.replace(
+            demo.model, image=image, mae_decoder=DecoderConfig(width=96, depth=1, heads=4),
+            decoder=DecoderConfig(width=128, depth=2, heads=4, unimodal_depth=int(objective == "coca"))),
+        objective=ObjectiveConfig(name=objective, mask_ratio=0.75),
+    )
+    if arg == "":
+        return config
+    if arg == "smoke":
+        return _smoke(config)
+    raise ValueError(f"unknown variant {arg!r}; use '' (the CPU-sized run) or 'smoke'")

@@ -55,9 +55,27 @@ def validate(config: ExperimentConfig) -> None:
             f"data.input_size={config.data.input_size} is not divisible by "
             f"model.image.patch_size={image.patch_size}"
         )
-    for tower, cfg in (("image", image), ("text", config.model.text)):
+    towers = (("image", image), ("text", config.model.text), ("decoder", config.model.decoder),
+              ("mae_decoder", config.model.mae_decoder))
+    for tower, cfg in towers:
         if cfg.width % cfg.heads:
             raise ConfigError(f"model.{tower}.width={cfg.width} is not divisible by model.{tower}.heads={cfg.heads}")
+    objective = config.objective
+    if not 0.0 < objective.mask_ratio < 1.0:
+        raise ConfigError(f"objective.mask_ratio must be in (0, 1), got {objective.mask_ratio}")
+    if not 0.0 <= objective.parallel_fraction <= 1.0:
+        raise ConfigError(f"objective.parallel_fraction must be in [0, 1], got {objective.parallel_fraction}")
+    if not 0 <= config.model.decoder.unimodal_depth <= config.model.decoder.depth:
+        raise ConfigError(
+            f"model.decoder.unimodal_depth={config.model.decoder.unimodal_depth} must be between 0 "
+            f"and model.decoder.depth={config.model.decoder.depth}"
+        )
+    if objective.name == "coca" and config.model.decoder.unimodal_depth == 0:
+        raise ConfigError("objective.name=coca reads its text embedding from unimodal decoder blocks; "
+                          "set model.decoder.unimodal_depth >= 1")
+    if objective.name == "coca" and objective.parallel_fraction:
+        raise ConfigError("objective.parallel_fraction (CapPa) applies to objective.name=caption; "
+                          "CoCa's text embedding needs the causal inputs. Set it to 0")
     sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
     if sum(size == -1 for size in sizes) > 1 or any(size == 0 or size < -1 for size in sizes):
         raise ConfigError(f"mesh sizes {sizes}: use positive sizes and at most one -1")

@@ -70,9 +70,24 @@ class TextTowerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """A pre-norm transformer decoder: the report decoder of captioners and CoCa (causal,
+    cross-attending to image tokens after `unimodal_depth` text-only blocks) or MAE's pixel
+    decoder (bidirectional; unimodal_depth unused)."""
+
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    unimodal_depth: int = 0  # CoCa: leading causal blocks without cross-attention
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     image: ImageTowerConfig = ImageTowerConfig()
-    text: TextTowerConfig = TextTowerConfig()
+    text: TextTowerConfig = TextTowerConfig()  # the contrastive text tower (clip, siglip)
+    decoder: DecoderConfig = DecoderConfig()  # report decoder (caption, coca)
+    mae_decoder: DecoderConfig = DecoderConfig(width=128, depth=2, heads=4)  # pixel decoder (mae)
     embed_dim: int = 128
     scan_layers: bool = True
     # What each transformer block keeps for the backward pass (models/layers.py REMAT_POLICIES):
@@ -85,10 +100,23 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-    name: Literal["clip", "siglip"] = "clip"
+    # clip / siglip: image-report contrastive; mae: masked image modelling; caption: report
+    # generation (optionally CapPa); coca: contrastive + captioning.
+    name: Literal["clip", "siglip", "mae", "caption", "coca"] = "clip"
     # SigLIP only: the paper's chunked form; text embeddings rotate around the batch devices
     # so no device holds more than a (B/devices)^2 block of logits. Same loss and gradients.
     chunked: bool = False
+    # mae: fraction of patches hidden from the encoder; loss on per-patch normalised pixels.
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    # caption / coca: fraction of examples trained by parallel prediction (CapPa: all decoder
+    # inputs masked, no causal mask); label smoothing of the token cross-entropy.
+    parallel_fraction: float = 0.0
+    label_smoothing: float = 0.0
+    # coca: the contrastive loss and the weights of the two terms.
+    contrastive: Literal["clip", "siglip"] = "clip"
+    contrastive_weight: float = 1.0
+    caption_weight: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +145,20 @@ class MeshConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """Report decoding (radfm_jax/models/decoding.py) for `radfm generate` and the
+    generation evaluator."""
+
+    method: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_size: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    length_penalty: float = 0.0
+    max_examples: int = 500  # reports generated per evaluation (0 = the whole split)
+    memorisation_ngram: int = 8  # the audit's shared n-gram length
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 256
     split: str = "test"
@@ -125,6 +167,11 @@ class EvalConfig:
     positive_templates: tuple[str, ...] = ("{finding}.",)
     negative_templates: tuple[str, ...] = ("no {finding}.", "there is no {finding}.")
     recall_ks: tuple[int, ...] = (1, 5, 10)
+    # Which evaluators run; empty = the objective's own (contrastive: zeroshot_retrieval;
+    # mae: linear_probe; caption: generation; coca: zeroshot_retrieval and generation).
+    evaluators: tuple[Literal["zeroshot_retrieval", "linear_probe", "generation"], ...] = ()
+    probe_train_examples: int = 5000  # training-split rows the linear probe is fitted on
+    generate: GenerateConfig = GenerateConfig()
 
 
 @dataclasses.dataclass(frozen=True)

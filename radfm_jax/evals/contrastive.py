@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import DataConfig, EvalConfig
-from radfm_jax.data.device_put import global_batch_from_full, to_global_batch
-from radfm_jax.data.pipeline import make_eval_batches
+from radfm_jax.data.device_put import global_batch_from_full
 from radfm_jax.data.tokenizer import Tokenizer
+from radfm_jax.evals.predictors import Predictors
 from radfm_jax.evals.retrieval import retrieval_metrics
+from radfm_jax.evals.split_inference import read_targets, run_over_split
 from radfm_jax.evals.zeroshot import zeroshot_metrics, zeroshot_scores
 from radfm_jax.parallel.mesh import batch_sharding
 from radfm_jax.parallel.multihost import gather_to_host
-from radfm_jax.train.step import Encoders
 
 
 class ContrastiveEvaluator:
@@ -29,52 +28,32 @@ class ContrastiveEvaluator:
         source: Any,
         tokenizer: Tokenizer,
         label_names: Sequence[str],
-        encoders: Encoders,
+        predictors: Predictors,
         mesh: Mesh,
         data_cfg: DataConfig,
         eval_cfg: EvalConfig,
     ):
+        if predictors.encode_image is None or predictors.encode_text is None:
+            raise ValueError("zero-shot and retrieval evaluation needs a model with image and text embeddings")
         self._source = source
         self._tokenizer = tokenizer
         self._label_names = tuple(label_names)
-        self._encoders = encoders
+        self._predict = predictors
+        self._mesh = mesh
         self._sharding = batch_sharding(mesh)
         self._data_cfg = data_cfg
         self._cfg = eval_cfg
-        self._reports, self._labels = self._read_targets()
-
-    def _read_targets(self) -> tuple[list[str], np.ndarray]:
-        count = len(self._source)
-        if self._cfg.max_examples:
-            count = min(count, self._cfg.max_examples)
-        records = [self._source[i] for i in range(count)]
-        reports = [r["report"].decode() if isinstance(r["report"], bytes) else r["report"] for r in records]
-        return reports, np.stack([r["labels"] for r in records])
-
-    def _batches(self):
-        return make_eval_batches(
-            self._source,
-            tokenizer=self._tokenizer,
-            data_cfg=self._data_cfg,
-            batch_size=self._cfg.batch_size,
-            max_examples=self._cfg.max_examples,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
+        self._reports, self._labels = read_targets(source, eval_cfg.max_examples)
 
     def _embed_split(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
-        image_parts, text_parts = [], []
-        for host_batch in self._batches():
-            batch = to_global_batch({k: host_batch[k] for k in ("image", "tokens", "mask")}, self._sharding)
-            got = gather_to_host({
-                "image": self._encoders.encode_image(params, batch["image"]),
-                "text": self._encoders.encode_text(params, batch["tokens"]),
-                "mask": batch["mask"],
-            })
-            mask = np.asarray(got["mask"], bool)
-            image_parts.append(np.asarray(got["image"])[mask])
-            text_parts.append(np.asarray(got["text"])[mask])
-        return np.concatenate(image_parts), np.concatenate(text_parts)
+        out = run_over_split(
+            self._source,
+            {"image": lambda batch: self._predict.encode_image(params, batch["image"]),
+             "text": lambda batch: self._predict.encode_text(params, batch["tokens"])},
+            tokenizer=self._tokenizer, data_cfg=self._data_cfg, batch_size=self._cfg.batch_size,
+            mesh=self._mesh, max_examples=self._cfg.max_examples,
+        )
+        return out["image"], out["text"]
 
     def encode_texts(self, params: dict, texts: Sequence[str]) -> np.ndarray:
         """Embed free text (prompts) in chunks padded to the eval batch size (fixed shapes)."""
@@ -85,11 +64,11 @@ class ContrastiveEvaluator:
             padded = np.zeros((size, chunk.shape[1]), chunk.dtype)
             padded[: len(chunk)] = chunk
             batch = global_batch_from_full({"tokens": padded}, self._sharding)
-            emb = gather_to_host(self._encoders.encode_text(params, batch["tokens"]))
+            emb = gather_to_host(self._predict.encode_text(params, batch["tokens"]))
             parts.append(np.asarray(emb)[: len(chunk)])
         return np.concatenate(parts)
 
-    def __call__(self, params: dict, logit_scale: float) -> dict[str, float]:
+    def __call__(self, params: dict) -> dict[str, float]:
         image_emb, text_emb = self._embed_split(params)
         scores = zeroshot_scores(
             image_emb,
@@ -97,7 +76,7 @@ class ContrastiveEvaluator:
             self._label_names,
             self._cfg.positive_templates,
             self._cfg.negative_templates,
-            logit_scale,
+            self._predict.logit_scale(params),
         )
         results = zeroshot_metrics(scores, self._labels, self._label_names)
         results.update(retrieval_metrics(image_emb, text_emb, self._reports, self._cfg.recall_ks))

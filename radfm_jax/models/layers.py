@@ -101,41 +101,50 @@ def dense(
 class Attention(nnx.Module):
     """Multi-head dot-product attention with (embed, heads, head_dim) projections.
 
-    `mask` is a (B, Lk) boolean key mask (True = attend). Logits and softmax are float32.
+    Keys and values come from `kv` (cross-attention, width `kv_width`) or from `x`. `mask` is
+    True where attention is allowed: (B, Lk) for a key mask, or (B, Lq, Lk) for a per-query
+    mask (causal decoding). Logits and softmax are float32. `project_kv` and `attend` are the
+    two halves of a call, so a decoder can cache keys and values between generation steps.
     """
 
-    def __init__(self, width: int, heads: int, *, dtype: Dtype, rngs: nnx.Rngs):
+    def __init__(self, width: int, heads: int, *, dtype: Dtype, rngs: nnx.Rngs, kv_width: int | None = None):
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         head_dim = width // heads
+        kv_width = width if kv_width is None else kv_width
         qkv_names = ("embed", "heads", "head_dim")
         self.dtype = dtype
         self.query = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
         # No key bias: it shifts each query's logits by a constant, so its true gradient is 0
         # and Adam would only amplify rounding noise in it.
         self.key = dense(
-            width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, use_bias=False
+            kv_width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, use_bias=False
         )
-        self.value = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        self.value = dense(kv_width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
         self.out = dense(
             (heads, head_dim), width, ("heads", "head_dim", "embed"), dtype=dtype, rngs=rngs
         )
 
-    def __call__(
-        self, x: jax.Array, kv: jax.Array | None = None, mask: jax.Array | None = None
-    ) -> jax.Array:
-        kv = x if kv is None else kv
+    def project_kv(self, kv: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(B, Lk, kv_width) -> keys and values, each (B, Lk, heads, head_dim)."""
         # Named so the "save_qkv_proj" remat policy can keep them; a no-op otherwise.
-        q = checkpoint_name(self.query(x), "query_proj")  # (B, L, heads, head_dim)
-        k = checkpoint_name(self.key(kv), "key_proj")
-        v = checkpoint_name(self.value(kv), "value_proj")
+        return checkpoint_name(self.key(kv), "key_proj"), checkpoint_name(self.value(kv), "value_proj")
+
+    def attend(self, x: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """Queries from x (B, Lq, width) over given keys / values -> (B, Lq, width)."""
+        q = checkpoint_name(self.query(x), "query_proj")  # (B, Lq, heads, head_dim)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         logits = logits / jnp.sqrt(jnp.float32(q.shape[-1]))
         if mask is not None:
-            big_neg = jnp.finfo(jnp.float32).min
-            logits = jnp.where(mask[:, None, None, :], logits, big_neg)
+            mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None, :, :]
+            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         return self.out(jnp.einsum("bhqk,bkhd->bqhd", probs, v))
+
+    def __call__(
+        self, x: jax.Array, kv: jax.Array | None = None, mask: jax.Array | None = None
+    ) -> jax.Array:
+        return self.attend(x, *self.project_kv(x if kv is None else kv), mask)
 
 
 class Mlp(nnx.Module):
@@ -164,16 +173,20 @@ class Block(nnx.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def _apply_block(x: jax.Array, block: Block, mask: jax.Array | None) -> jax.Array:
-    return block(x, mask)
+def _apply_block(x: jax.Array, block: nnx.Module, *args) -> jax.Array:
+    return block(x, *args)
+
+
+def _step_block(x: jax.Array, block: nnx.Module, cache, *args):
+    return block.step(x, cache, *args)
 
 
 class Transformer(nnx.Module):
-    """A stack of `depth` blocks.
+    """A stack of `depth` blocks (`block`: Block, or a decoder block with the same constructor).
 
-    With `scan_layers`, `self.layers` is ONE Block whose params have a leading `layers` axis of
+    With `scan_layers`, `self.layers` is ONE block whose params have a leading `layers` axis of
     size `depth` (built with nnx.vmap, applied with nnx.scan); otherwise it is an nnx.List of
-    `depth` Blocks. `remat` names a policy of REMAT_POLICIES (or "none"): what each block saves
+    `depth` blocks. `remat` names a policy of REMAT_POLICIES (or "none"): what each block saves
     for the backward pass, the rest being recomputed.
     """
 
@@ -188,22 +201,25 @@ class Transformer(nnx.Module):
         scan_layers: bool,
         remat: bool | str,
         rngs: nnx.Rngs,
+        block: Callable[..., nnx.Module] = Block,
     ):
         self.scan_layers = scan_layers
         self.remat = remat_policy_name(remat)
-        make = functools.partial(Block, width, heads, mlp_dim, dtype=dtype)
+        self.depth = depth
+        make = functools.partial(block, width, heads, mlp_dim, dtype=dtype)
         if scan_layers:
 
             @nnx.split_rngs(splits=depth)
             @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS})
-            def make_stack(rngs: nnx.Rngs) -> Block:
+            def make_stack(rngs: nnx.Rngs) -> nnx.Module:
                 return make(rngs=rngs)
 
             self.layers = make_stack(rngs)
         else:
             self.layers = nnx.List([make(rngs=rngs) for _ in range(depth)])
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *args) -> jax.Array:
+        """x through every block; `args` (masks, context) go unchanged to each."""
         apply = _apply_block
         if self.remat != "none":
             apply = nnx.remat(
@@ -212,11 +228,28 @@ class Transformer(nnx.Module):
         if self.scan_layers:
             apply = nnx.scan(
                 apply,
-                in_axes=(nnx.Carry, 0, None),
+                in_axes=(nnx.Carry, 0, *(None,) * len(args)),
                 out_axes=nnx.Carry,
                 transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS},
             )
-            return apply(x, self.layers, mask)
+            return apply(x, self.layers, *args)
         for block in self.layers:
-            x = apply(x, block, mask)
+            x = apply(x, block, *args)
         return x
+
+    def step(self, x: jax.Array, caches, *args):
+        """One generation step through blocks with a `step(x, cache, *args) -> (x, cache)`
+        method; `caches` leaves have a leading layers axis. Returns (x, new caches)."""
+        if self.scan_layers:
+            stepped = nnx.scan(
+                _step_block,
+                in_axes=(nnx.Carry, 0, 0, *(None,) * len(args)),
+                out_axes=(nnx.Carry, 0),
+                transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS},
+            )
+            return stepped(x, self.layers, caches, *args)
+        updated = []
+        for index, block in enumerate(self.layers):
+            x, cache = block.step(x, jax.tree.map(lambda leaf: leaf[index], caches), *args)
+            updated.append(cache)
+        return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *updated)

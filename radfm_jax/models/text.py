@@ -10,6 +10,7 @@ from radfm_jax.config.schema import TextTowerConfig
 from radfm_jax.models.layers import Dtype, Transformer, layer_norm, named, param
 
 PAD_ID = 0
+EOS_ID = 2  # the tokenizer's (radfm_jax/data/tokenizer.py): ends every encoded text
 
 
 class TextTransformer(nnx.Module):

@@ -17,7 +17,7 @@ from radfm_jax.models.vit import ViT
 MAX_LOGIT_SCALE = 100.0
 
 
-def _l2_normalize(x: jax.Array) -> jax.Array:
+def l2_normalize(x: jax.Array) -> jax.Array:
     x = x.astype(jnp.float32)
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
 
@@ -49,11 +49,15 @@ class TwoTower(nnx.Module):
 
     def encode_image(self, images: jax.Array) -> jax.Array:
         """(B, H, W, 1) float32 images -> (B, embed_dim) L2-normalised float32 embeddings."""
-        return _l2_normalize(self.image_proj(self.image(images)))
+        return l2_normalize(self.image_proj(self.image(images)))
+
+    def image_features(self, images: jax.Array) -> jax.Array:
+        """Pooled image tower output before the projection (B, width): what a linear probe reads."""
+        return self.image(images)
 
     def encode_text(self, tokens: jax.Array) -> jax.Array:
         """(B, L) int tokens (0 = pad) -> (B, embed_dim) L2-normalised float32 embeddings."""
-        return _l2_normalize(self.text_proj(self.text(tokens)))
+        return l2_normalize(self.text_proj(self.text(tokens)))
 
     def __call__(self, images: jax.Array, tokens: jax.Array) -> dict[str, jax.Array]:
         return dict(

@@ -90,16 +90,32 @@ class ViT(nnx.Module):
         if cfg.pool == "map":
             self.map_head = MapHead(width, cfg.heads, mlp_dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def embed_patches(self, images: jax.Array) -> jax.Array:
+        """(B, H, W, C) -> (B, N, width) patch tokens with their position embeddings (no cls)."""
         # The residual stream is float32; blocks cast to the compute dtype for their matmuls.
         x = self.patch_embed(patchify(images, self.patch_size)).astype(jnp.float32)
+        pos = self.pos_emb[...]
+        return x + (pos[1:] if self.pool == "cls" else pos)
+
+    def encode(self, patch_tokens: jax.Array) -> jax.Array:
+        """Embedded patch tokens (all, or the visible subset under MAE) -> normalised encoder
+        states (B, N', width), the cls state first when pool="cls"."""
+        x = patch_tokens
         if self.pool == "cls":
-            cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1]))
-            x = jnp.concatenate([cls, x], axis=1)
-        x = x + self.pos_emb[...]
-        x = self.norm(self.encoder(x))
+            cls = self.cls_token[...] + self.pos_emb[0]
+            x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1])), x], axis=1)
+        return self.norm(self.encoder(x))
+
+    def pool_states(self, x: jax.Array) -> jax.Array:
         if self.pool == "cls":
             return x[:, 0]
         if self.pool == "mean":
             return x.mean(axis=1)
         return self.map_head(x)
+
+    def tokens(self, images: jax.Array) -> jax.Array:
+        """(B, H, W, C) -> (B, N', width) encoder states, what a decoder cross-attends to."""
+        return self.encode(self.embed_patches(images))
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return self.pool_states(self.tokens(images))

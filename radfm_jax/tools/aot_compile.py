@@ -31,7 +31,8 @@ from radfm_jax.parallel.chips import Chip, chip_for_device, parse_tpu_topology
 from radfm_jax.parallel.mesh import BATCH_AXES, make_mesh
 from radfm_jax.train.compile import compile_train_step as compile_step
 from radfm_jax.train.flops import compiled_flops, train_step_flops
-from radfm_jax.train.loop import build_step, two_tower_factory
+from radfm_jax.train.loop import build_step
+from radfm_jax.train.tasks import make_task
 from radfm_jax.train.optimizer import make_optimizer
 from radfm_jax.train.state import StateLayout, plan_state
 from radfm_jax.train.step import StepFunction
@@ -78,10 +79,10 @@ def _compile_only_devices(slice_name: str) -> list[Any]:
 
 def plan_train_step(config: ExperimentConfig, mesh: Mesh, vocab_size: int) -> tuple[StateLayout, StepFunction]:
     """The abstract train state and the train step, built the way training builds them."""
-    factory = two_tower_factory(config, vocab_size)
+    task = make_task(config, vocab_size, mesh)
     tx = make_optimizer(config.optim, config.total_steps)
-    layout = plan_state(factory, tx, mesh, config.mesh.rules)
-    return layout, build_step(config, layout, tx, mesh)
+    layout = plan_state(task.model_factory, tx, mesh, config.mesh.rules)
+    return layout, build_step(config, layout, tx, mesh, task)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""FLOPs of one train step: an analytic count for the two-tower model, and XLA's count read
-from a compiled executable.
+"""FLOPs of one train step: an analytic count for each objective's model (two-tower, MAE,
+captioner, CoCa), and XLA's count read from a compiled executable.
 
 The analytic count is *model* FLOPs (what MFU divides by): the matrix multiplications of the
 forward pass (2 FLOPs per multiply-add), times 3 for forward + backward (the backward pass
@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any
 
 from radfm_jax.config.schema import ExperimentConfig, ImageTowerConfig, TextTowerConfig
+from radfm_jax.models.mae import visible_count
 from radfm_jax.parallel.chips import chip_for_device
 
 IMAGE_CHANNELS = 1  # the ViT reads single-channel radiographs
@@ -114,8 +115,61 @@ def _remat_recompute_flops(config: ExperimentConfig) -> float:
     )
 
 
-def train_step_flops(config: ExperimentConfig) -> StepFlops:
-    """Analytic FLOPs of one contrastive train step on `config.batch_size` examples."""
+def cross_attention_flops(queries: int, keys: int, width: int, context_width: int) -> float:
+    """Forward FLOPs of cross-attention: q / out projections, k / v from the context, scores."""
+    return 4 * queries * width * width + 4 * keys * context_width * width + 4 * queries * keys * width
+
+
+def decoder_flops(config: ExperimentConfig, length: int, vocab_size: int) -> float:
+    """Forward FLOPs of the report decoder on one example of `length` inputs: causal blocks
+    (computed in full and masked), cross-attention in the multimodal blocks, vocabulary head."""
+    dec, image = config.model.decoder, config.model.image
+    image_tokens = (config.data.input_size // image.patch_size) ** 2 + (image.pool == "cls")
+    mlp_dim = int(dec.width * dec.mlp_ratio)
+    cross = (dec.depth - dec.unimodal_depth) * cross_attention_flops(length, image_tokens, dec.width, image.width)
+    return float(dec.depth * block_flops(length, dec.width, mlp_dim) + cross + 2 * length * dec.width * vocab_size)
+
+
+def _mae_step_flops(config: ExperimentConfig) -> StepFlops:
+    image, dec, batch = config.model.image, config.model.mae_decoder, config.batch_size
+    patches = (config.data.input_size // image.patch_size) ** 2
+    keep = visible_count(patches, config.objective.mask_ratio)
+    pixels = image.patch_size**2 * IMAGE_CHANNELS
+    patch_embed = 2 * patches * pixels * image.width  # embeds every patch, then drops the hidden
+    encoder = image.depth * block_flops(keep + (image.pool == "cls"), image.width, int(image.width * image.mlp_ratio))
+    decoder = (2 * keep * image.width * dec.width + dec.depth * block_flops(patches, dec.width, int(dec.width * dec.mlp_ratio))
+               + 2 * patches * dec.width * pixels)
+    differentiable = batch * (encoder + decoder)
+    recompute = 0.0 if remat_policy(config.model.remat) == "none" else float("nan")
+    return StepFlops(forward=batch * patch_embed + differentiable, model=3 * differentiable + 2 * batch * patch_embed,
+                     recompute=recompute)
+
+
+def _generative_step_flops(config: ExperimentConfig, vocab_size: int) -> StepFlops:
+    """Captioner (L decoder inputs) or CoCa (L + 1, plus the contrastive head and logits)."""
+    model, batch = config.model, config.batch_size
+    coca = config.objective.name == "coca"
+    patch_embed, image_blocks, image_head = image_tower_flops(model.image, config.data.input_size)
+    length = config.data.max_text_len + coca
+    per_example = image_blocks + decoder_flops(config, length, vocab_size)
+    logits = 0.0
+    if coca:
+        per_example += image_head + 2 * (model.image.width + model.decoder.width) * model.embed_dim
+        logits = 2 * batch * batch * model.embed_dim
+    differentiable = batch * per_example + logits
+    recompute = 0.0 if remat_policy(model.remat) == "none" else float("nan")
+    return StepFlops(forward=batch * patch_embed + differentiable, model=3 * differentiable + 2 * batch * patch_embed,
+                     recompute=recompute)
+
+
+def train_step_flops(config: ExperimentConfig, vocab_size: int | None = None) -> StepFlops:
+    """Analytic FLOPs of one train step on `config.batch_size` examples. Generative objectives'
+    vocabulary heads need the tokenizer's `vocab_size` (default: data.vocab_size). Remat
+    recomputation is counted for the contrastive towers only (NaN otherwise)."""
+    if config.objective.name == "mae":
+        return _mae_step_flops(config)
+    if config.objective.name in ("caption", "coca"):
+        return _generative_step_flops(config, vocab_size or config.data.vocab_size)
     model, batch = config.model, config.batch_size
     patch_embed, image_blocks, image_head = image_tower_flops(model.image, config.data.input_size)
     text_blocks = text_tower_flops(model.text, config.data.max_text_len)
@@ -154,10 +208,11 @@ class ThroughputMeter:
     count is read once, from the executable the loop runs (`compiled_step.compiled`).
     """
 
-    def __init__(self, config: ExperimentConfig, devices: list[Any], compiled_step: Any):
+    def __init__(self, config: ExperimentConfig, devices: list[Any], compiled_step: Any,
+                 vocab_size: int | None = None):
         self._batch_size = config.batch_size
         self._num_devices = len(devices)
-        self._model_flops = train_step_flops(config).model
+        self._model_flops = train_step_flops(config, vocab_size).model
         chip = chip_for_device(devices[0])
         self._peak = chip.peak_bf16_flops if chip else None
         self._compiled_step = compiled_step

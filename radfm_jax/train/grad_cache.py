@@ -60,13 +60,19 @@ def grad_cache_value_and_grad(
 
         _, stacked = jax.lax.scan(embed, None, micro)
         outputs = jax.tree.map(_unstack, stacked)
-        (loss, aux), output_grads = jax.value_and_grad(loss_fn, has_aux=True)(outputs)
+        # Integer outputs (CoCa's caption targets) are data, not functions of the parameters.
+        constants = {k: v for k, v in outputs.items() if not jnp.issubdtype(v.dtype, jnp.inexact)}
+
+        def loss_of_floats(floats: Outputs):
+            return loss_fn({**floats, **constants})
+
+        (loss, aux), output_grads = jax.value_and_grad(loss_of_floats, has_aux=True)(_floats(outputs))
         seeds = jax.tree.map(lambda g: _split_seed(g, steps, microbatch_sharding), output_grads)
 
         # Pass 2: each microbatch's backward pass, seeded with its share of the output grads.
         def backward(total, inputs):
             microbatch, seed = inputs
-            _, pullback = jax.vjp(lambda p: forward(p, microbatch), params)
+            _, pullback = jax.vjp(lambda p: _floats(forward(p, microbatch)), params)
             (grads,) = pullback(seed)
             return jax.tree.map(jnp.add, total, grads), None
 
@@ -74,6 +80,10 @@ def grad_cache_value_and_grad(
         return (loss, aux), grads
 
     return value_and_grad
+
+
+def _floats(outputs: Outputs) -> Outputs:
+    return {k: v for k, v in outputs.items() if jnp.issubdtype(v.dtype, jnp.inexact)}
 
 
 def _unstack(stacked: jax.Array) -> jax.Array:

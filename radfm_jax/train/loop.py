@@ -7,32 +7,31 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from tqdm import tqdm
 
 import radfm_jax
-from radfm_jax.config.overrides import ConfigError, to_dict
+from radfm_jax.config.overrides import to_dict
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.datasets import PreparedData, open_prepared
 from radfm_jax.data.device_put import prefetch_to_device
 from radfm_jax.data.pipeline import make_train_loader
-from radfm_jax.evals.contrastive import ContrastiveEvaluator
-from radfm_jax.models.two_tower import TwoTower
-from radfm_jax.objectives import contrastive_objective
+from radfm_jax.evals.predictors import Predictors
 from radfm_jax.parallel import multihost
-from radfm_jax.parallel.mesh import BATCH_AXES, batch_size_per_process, make_mesh, replicated
+from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh, replicated
 from radfm_jax.train import checkpoint
 from radfm_jax.train.compile import CompiledStep
 from radfm_jax.train.flops import ThroughputMeter
 from radfm_jax.train.metrics import MetricWriter, format_eval_table
 from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from radfm_jax.train.state import StateLayout, init_train_state, plan_state
-from radfm_jax.train.step import StepFunction, build_encoders, build_train_step, batch_shardings
+from radfm_jax.train.evaluators import Evaluator, build_evaluators
+from radfm_jax.train.predict import build_predictors
+from radfm_jax.train.step import StepFunction, build_train_step, batch_shardings
+from radfm_jax.train.tasks import Task, make_task
 from radfm_jax.train.workdir import check_workdir, claim_workdir
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,8 @@ class Experiment:
     config: ExperimentConfig
     mesh: jax.sharding.Mesh
     data: PreparedData
+    task: Task
     layout: StateLayout
-    model_factory: Callable[[], TwoTower]
     tx: object
 
     @classmethod
@@ -58,53 +57,34 @@ class Experiment:
         mesh = make_mesh(config.mesh)
         with multihost.primary_first("radfm: data prepared"):  # processes may share a data folder
             data = open_prepared(config.data)
-        model_factory = two_tower_factory(config, data.tokenizer.vocab_size)
+        task = make_task(config, data.tokenizer.vocab_size, mesh)
         tx = make_optimizer(config.optim, config.total_steps)
-        layout = plan_state(model_factory, tx, mesh, config.mesh.rules)
-        return cls(config, mesh, data, layout, model_factory, tx)
+        layout = plan_state(task.model_factory, tx, mesh, config.mesh.rules)
+        return cls(config, mesh, data, task, layout, tx)
 
-    def evaluator(self) -> ContrastiveEvaluator:
-        split = self.config.eval.split
-        if split not in self.data.sources:
-            raise ConfigError(f"eval.split='{split}' not in the data set's splits {sorted(self.data.sources)}")
-        return ContrastiveEvaluator(
-            self.data.sources[split],
-            self.data.tokenizer,
-            self.data.label_names,
-            build_encoders(self.layout, self.mesh),
-            self.mesh,
-            self.config.data,
-            self.config.eval,
-        )
+    def predictors(self) -> Predictors:
+        return build_predictors(self.layout, self.mesh, self.config.eval.generate, self.config.data.max_text_len)
+
+    def evaluators(self) -> list[Evaluator]:
+        """The evaluators eval.evaluators names, else the objective's own."""
+        return build_evaluators(self.config, self.data, self.predictors(), self.mesh,
+                                self.config.eval.evaluators or self.task.evaluators)
 
 
-def two_tower_factory(config: ExperimentConfig, vocab_size: int) -> Callable[[], TwoTower]:
-    """A fresh model each call; the Rngs are made inside so the call can be traced (jit,
-    eval_shape) without touching state created outside the trace."""
-
-    def factory() -> TwoTower:
-        return TwoTower(
-            config.model,
-            vocab_size=vocab_size,
-            max_text_len=config.data.max_text_len,
-            image_size=config.data.input_size,
-            rngs=nnx.Rngs(config.seed),
-        )
-
-    return factory
-
-
-def build_step(config: ExperimentConfig, layout: StateLayout, tx, mesh: jax.sharding.Mesh) -> StepFunction:
+def build_step(config: ExperimentConfig, layout: StateLayout, tx, mesh: jax.sharding.Mesh, task: Task) -> StepFunction:
     """The train step of `config`: what training runs and `radfm compile` compiles."""
     return build_train_step(
-        layout, tx, contrastive_objective(config.objective, mesh, BATCH_AXES),
-        learning_rate_schedule(config.optim, config.total_steps), mesh,
-        grad_accum_steps=config.optim.grad_accum_steps,
+        layout, tx, task.loss_fn, learning_rate_schedule(config.optim, config.total_steps), mesh,
+        grad_accum_steps=config.optim.grad_accum_steps, batch_coupled_loss=task.batch_coupled,
+        forward=task.forward, draw_inputs=task.draw_inputs, seed=config.seed,
     )
 
 
-def logit_scale_of(params: dict) -> float:
-    return float(min(np.exp(np.asarray(jax.device_get(params["log_logit_scale"]))), 100.0))
+def evaluate_all(evaluators: list[Evaluator], params: dict) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for evaluator in evaluators:
+        results.update(evaluator(params))
+    return results
 
 
 def checkpoint_metadata(config: ExperimentConfig) -> dict:
@@ -170,16 +150,16 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
                                       data_iterator=loader)
         log.info("resumed from step %d", start_step)
     else:
-        state = init_train_state(exp.layout, exp.model_factory, exp.tx)
+        state = init_train_state(exp.layout, exp.task.model_factory, exp.tx)
 
-    step_fn = CompiledStep(build_step(config, exp.layout, exp.tx, exp.mesh))
-    evaluator = exp.evaluator() if config.eval_every else None
+    step_fn = CompiledStep(build_step(config, exp.layout, exp.tx, exp.mesh, exp.task))
+    evaluators = exp.evaluators() if config.eval_every else []
     writer = MetricWriter(workdir, resume_step=start_step) if multihost.is_primary() else None
     metadata = checkpoint_metadata(config)
     preemption = _Preemption(start_step)
     results: dict = {}
     try:
-        results = _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager,
+        results = _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager,
                              metadata, preemption, start_step)
     finally:
         preemption.restore()
@@ -190,7 +170,7 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
     return results
 
 
-def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, metadata,
+def _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager, metadata,
                preemption, start_step) -> dict:
     step = start_step
     results: dict = {}
@@ -202,7 +182,7 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
                     disable=not multihost.is_primary())
     nonfinite = jax.device_put(np.zeros((), bool), replicated(exp.mesh))  # where the loss lives
     last_log_time, last_log_step = time.perf_counter(), step
-    throughput = ThroughputMeter(config, list(exp.mesh.devices.flat), step_fn)
+    throughput = ThroughputMeter(config, list(exp.mesh.devices.flat), step_fn, exp.data.tokenizer.vocab_size)
     for batch in stream:
         with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
             state, metrics = step_fn(state, batch)
@@ -227,8 +207,8 @@ def _run_steps(config, state, step_fn, loader, exp, evaluator, writer, manager, 
             progress.set_postfix(loss=f"{host['loss']:.4f}", ex_s=f"{host['examples_per_sec']:.0f}")
             last_log_time, last_log_step = now, step
         progress.update(1)
-        if evaluator is not None and (step % config.eval_every == 0 or last):
-            results = evaluator(state.params, logit_scale_of(state.params))
+        if evaluators and (step % config.eval_every == 0 or last):
+            results = evaluate_all(evaluators, state.params)
             if writer:
                 log.info("step %d eval -> %s", step, writer.write_eval(step, results))
             last_log_time = time.perf_counter()  # keep eval time out of step timings

@@ -19,6 +19,15 @@ from radfm_jax.train.grad_cache import grad_cache_value_and_grad
 from radfm_jax.train.state import StateLayout, TrainState
 
 LossFn = Callable[[dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
+# (model, batch) -> outputs the loss reads.
+Forward = Callable[[Any, dict[str, jax.Array]], dict[str, jax.Array]]
+# (key, global batch size) -> per-example random inputs (MAE masks, CapPa rows) added to the
+# batch before it is split into microbatches, so accumulation draws what the full batch would.
+DrawInputs = Callable[[jax.Array, int], dict[str, jax.Array]]
+
+
+def two_tower_forward(model: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return model(batch["image"], batch["tokens"])
 
 # What a contrastive train batch holds; every key is split over the batch axes.
 TRAIN_BATCH_KEYS = ("image", "tokens", "labels")
@@ -56,8 +65,15 @@ def build_train_step(
     *,
     grad_accum_steps: int = 1,
     batch_coupled_loss: bool = True,
+    forward: Forward = two_tower_forward,
+    draw_inputs: DrawInputs | None = None,
+    seed: int = 0,
 ) -> StepFunction:
     """One optimizer update on a global batch.
+
+    `forward` maps the model and batch to the outputs `loss_fn` reads; `draw_inputs`, when
+    given, adds per-example random inputs keyed by (seed, step), so a resumed run draws
+    exactly what the uninterrupted one did.
 
     With `grad_accum_steps` > 1 the batch is processed in that many microbatches inside the
     step, with the same result as one pass: a `batch_coupled_loss` (contrastive: every example
@@ -65,11 +81,11 @@ def build_train_step(
     per-example losses and the microbatch gradients are averaged.
     """
 
-    def forward(params: dict, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        return layout.model.merge(params)(batch["image"], batch["tokens"])
+    def forward_params(params: dict, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return forward(layout.model.merge(params), batch)
 
     def compute_loss(params: dict, batch: dict[str, jax.Array]):
-        return loss_fn(forward(params, batch))
+        return loss_fn(forward_params(params, batch))
 
     if grad_accum_steps == 1:
         value_and_grad: ValueAndGrad = jax.value_and_grad(compute_loss, has_aux=True)
@@ -79,13 +95,17 @@ def build_train_step(
             "grad_shardings": layout.shardings.params,
         }
         if batch_coupled_loss:
-            value_and_grad = grad_cache_value_and_grad(forward, loss_fn, grad_accum_steps, **microbatched)
+            value_and_grad = grad_cache_value_and_grad(forward_params, loss_fn, grad_accum_steps, **microbatched)
         else:
             value_and_grad = accumulated_value_and_grad(compute_loss, grad_accum_steps, **microbatched)
     batch_shards = math.prod(mesh.shape[axis] for axis in BATCH_AXES)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         check_microbatching(batch["image"].shape[0], grad_accum_steps, batch_shards)
+        if draw_inputs is not None:
+            key = jax.random.fold_in(jax.random.key(seed), state.step)
+            drawn = draw_inputs(key, batch["image"].shape[0])
+            batch = {**batch, **jax.lax.with_sharding_constraint(drawn, {k: batch_sharding(mesh) for k in drawn})}
         with activation_sharding(mesh):
             (loss, aux), grads = value_and_grad(state.params, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -106,30 +126,3 @@ def build_train_step(
         out_shardings=(layout.shardings, replicated),
         donate_argnums=(0,),
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Encoders:
-    """Named predict functions handed to evaluators: params + inputs -> unit embeddings."""
-
-    encode_image: Callable[[dict, jax.Array], jax.Array]
-    encode_text: Callable[[dict, jax.Array], jax.Array]
-
-
-def build_encoders(layout: StateLayout, mesh: Mesh) -> Encoders:
-    data = batch_sharding(mesh)
-    params_shardings = layout.shardings.params
-
-    def encode_image(params: dict, images: jax.Array) -> jax.Array:
-        with activation_sharding(mesh):
-            return layout.model.merge(params).encode_image(images)
-
-    def encode_text(params: dict, tokens: jax.Array) -> jax.Array:
-        with activation_sharding(mesh):
-            return layout.model.merge(params).encode_text(tokens)
-
-    def compiled(fn):
-        return jax.jit(fn, in_shardings=(params_shardings, data), out_shardings=data)
-
-    return Encoders(encode_image=compiled(encode_image), encode_text=compiled(encode_text))
-

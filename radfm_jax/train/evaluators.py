@@ -1,0 +1,59 @@
+"""Builds the evaluators an experiment runs, by name (explicit mapping), from the prepared
+data and the model's predict functions. Each evaluator is `params -> flat metrics dict`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from jax.sharding import Mesh
+
+from radfm_jax.config.overrides import ConfigError
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.data.datasets import PreparedData
+from radfm_jax.evals.contrastive import ContrastiveEvaluator
+from radfm_jax.evals.generation import GenerationEvaluator
+from radfm_jax.evals.predictors import Predictors
+from radfm_jax.evals.probing import LinearProbeEvaluator
+
+Evaluator = Callable[[dict], dict[str, float]]
+
+
+def _zeroshot_retrieval(config, data, predictors, mesh, split) -> Evaluator:
+    return ContrastiveEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
+                                config.data, config.eval)
+
+
+def _linear_probe(config, data, predictors, mesh, split) -> Evaluator:
+    return LinearProbeEvaluator(data.sources["train"], data.sources[split], data.tokenizer, data.label_names,
+                                predictors, mesh, config.data, config.eval)
+
+
+def _generation(config, data, predictors, mesh, split) -> Evaluator:
+    return GenerationEvaluator(data.sources[split], data.sources["train"], data.tokenizer, data.label_names,
+                               predictors, mesh, config.data, config.eval, seed=config.seed)
+
+
+EVALUATORS: dict[str, Callable[..., Evaluator]] = {
+    "zeroshot_retrieval": _zeroshot_retrieval,
+    "linear_probe": _linear_probe,
+    "generation": _generation,
+}
+
+# The predict functions each evaluator needs.
+_NEEDS = {"zeroshot_retrieval": ("encode_image", "encode_text"), "linear_probe": ("image_features",),
+          "generation": ("generate",)}
+
+
+def build_evaluators(config: ExperimentConfig, data: PreparedData, predictors: Predictors, mesh: Mesh,
+                     names: Sequence[str]) -> list[Evaluator]:
+    split = config.eval.split
+    if split not in data.sources:
+        raise ConfigError(f"eval.split='{split}' not in the data set's splits {sorted(data.sources)}")
+    evaluators = []
+    for name in names:
+        missing = [fn for fn in _NEEDS[name] if getattr(predictors, fn) is None]
+        if missing:
+            raise ConfigError(f"eval.evaluators includes '{name}', but objective.name="
+                              f"'{config.objective.name}' trains a model without {missing}; remove it")
+        evaluators.append(EVALUATORS[name](config, data, predictors, mesh, split))
+    return evaluators
