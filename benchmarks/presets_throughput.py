@@ -18,16 +18,21 @@ import jax
 import numpy as np
 
 from radfm_jax.config import presets
-from radfm_jax.config.schema import DataConfig, ExperimentConfig, MeshConfig, ModelConfig
+from radfm_jax.config.schema import (
+    DataConfig,
+    ExperimentConfig,
+    MeshConfig,
+    ModelConfig,
+)
 from radfm_jax.data.device_put import to_global_batch
 from radfm_jax.parallel.chips import chip_for_device
 from radfm_jax.parallel.mesh import make_mesh
 from radfm_jax.tools.aot_compile import plan_train_step
 from radfm_jax.train.compile import abstract_batch
 from radfm_jax.train.flops import train_step_flops
-from radfm_jax.train.tasks import make_task
-from radfm_jax.train.state import init_train_state
 from radfm_jax.train.optimizer import make_optimizer
+from radfm_jax.train.state import init_train_state
+from radfm_jax.train.tasks import make_task
 
 
 def preset_config(size: str, args: argparse.Namespace) -> ExperimentConfig:

@@ -17,11 +17,11 @@ import numpy as np
 from radfm_jax.config.loading import load_experiment
 from radfm_jax.data.device_put import to_global_batch
 from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.train.tasks import make_task
 from radfm_jax.train.loop import build_step
 from radfm_jax.train.optimizer import make_optimizer
 from radfm_jax.train.state import init_train_state, plan_state
 from radfm_jax.train.step import batch_shardings
+from radfm_jax.train.tasks import make_task
 
 
 def measure(config, vocab_size: int, steps: int) -> dict:

@@ -1,4 +1,4 @@
-"""`radfm <verb>`: train, eval, generate, data, compile. User mistakes print one message and exit non-zero."""
+"""`radfm <verb>`: train, eval, generate, data, compile, sweep. User mistakes print one message and exit non-zero."""
 
 from __future__ import annotations
 
@@ -57,7 +57,46 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--peak-tflops", type=float, default=None,
                           help="peak bf16 TFLOP/s per device, for a chip the built-in table lacks")
     compile_.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
+
+    sweep = verbs.add_parser("sweep", help="scaling sweeps: train the points in turn, show their state, collect results")
+    sweep_verbs = sweep.add_subparsers(dest="sweep_verb", required=True)
+    for verb, text in (("run", "train every unfinished point, one after another (or --emit tpu commands)"),
+                       ("status", "each point's state: done, running, failed or pending"),
+                       ("collect", "write ROOT/sweep.csv and ROOT/sweep.jsonl from the finished points")):
+        sub = sweep_verbs.add_parser(verb, help=text)
+        sub.add_argument("spec", help="experiments/scaling/<name>.py[:arg]")
+        sub.add_argument("--root", required=True, help="the sweep's folder: one workdir per point")
+    run = sweep_verbs.choices["run"]
+    run.add_argument("--emit", choices=["tpu"], default=None,
+                     help="print one `tpu/tpu_vm.py run -- radfm train ...` line per point instead of training")
+    run.add_argument("--tpu-name", default="", help="--emit tpu: the TPU VM's name")
+    run.add_argument("--project", default="", help="--emit tpu: the Google Cloud project")
+    run.add_argument("--zone", default="", help="--emit tpu: the TPU VM's zone")
+    run.add_argument("--accelerator-type", default="", help="--emit tpu: e.g. v4-32 (default: tpu_vm.py's)")
     return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from radfm_jax.scaling import collect, runner
+    from radfm_jax.scaling.sweep import load_sweep
+
+    sweep = load_sweep(args.spec)
+    if args.sweep_verb == "run" and args.emit == "tpu":
+        if not (args.tpu_name and args.project and args.zone):
+            raise ConfigError("--emit tpu needs --tpu-name, --project and --zone")
+        print("\n".join(runner.emit_tpu_commands(sweep, args.root, tpu_name=args.tpu_name, project=args.project,
+                                                 zone=args.zone, accelerator_type=args.accelerator_type)))
+    elif args.sweep_verb == "run":
+        states = runner.run_sweep(sweep, args.root)
+        print(runner.format_status(runner.sweep_status(sweep, args.root)))
+        return int(runner.FAILED in states.values())
+    elif args.sweep_verb == "status":
+        print(runner.format_status(runner.sweep_status(sweep, args.root)))
+    else:
+        rows = collect.collect(sweep, args.root)
+        print(f"{len(rows)} of {len(sweep.points)} points finished -> {args.root}/{collect.CSV_FILE}, "
+              f"{args.root}/{collect.JSONL_FILE}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             from radfm_jax.config.loading import load_experiment
 
             config = load_experiment(args.config, args.overrides)
-            from radfm_jax.parallel.multihost import initialize_distributed  # JAX: after the config is checked
+            from radfm_jax.parallel.multihost import (
+                initialize_distributed,  # JAX: after the config is checked
+            )
 
             initialize_distributed()
             from radfm_jax.train.loop import train
@@ -103,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             from radfm_jax.data.check import run_check
 
             return run_check(args.name, args.overrides)
+        elif args.verb == "sweep":
+            return _sweep(args)
     except CheckpointError as err:
         # A failed restore leaves tensorstore reads running in background threads; exit at once
         # so their teardown noise cannot bury the message (nothing is being written).

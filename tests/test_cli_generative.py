@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_cli import REPO, TINY, data_dir, error_message, one_line_error, radfm  # noqa: F401 (fixture)
 
 from radfm_jax.data.findings import FINDINGS
-from test_cli import REPO, TINY, data_dir, error_message, one_line_error, radfm  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 

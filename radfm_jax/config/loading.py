@@ -10,24 +10,31 @@ from radfm_jax.config.overrides import ConfigError, apply_overrides
 from radfm_jax.config.schema import ExperimentConfig
 
 
-def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """`path.py:arg` -> get_config(arg) with overrides applied, validated."""
+def call_spec_file(spec: str, function: str, result_type: type, kind: str, example: str):
+    """`path.py[:arg]` -> the file's `function(arg)`, checked to return a `result_type`; every
+    problem (missing file or function, unknown variant, wrong type) is one ConfigError."""
     path_text, _, arg = spec.partition(":")
     path = Path(path_text)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' not found; pass e.g. experiments/synthetic_cxr/clip.py")
-    module_spec = importlib.util.spec_from_file_location(f"_radfm_experiment_{path.stem}", path)
+        raise ConfigError(f"{kind} file '{path}' not found; pass e.g. {example}")
+    module_spec = importlib.util.spec_from_file_location(f"_radfm_{function}_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    get_config = getattr(module, "get_config", None)
-    if get_config is None:
-        raise ConfigError(f"'{path}' defines no get_config(arg: str = '') function")
+    fn = getattr(module, function, None)
+    if fn is None:
+        raise ConfigError(f"'{path}' defines no {function}(arg: str = '') function")
     try:
-        config = get_config(arg) if inspect.signature(get_config).parameters else get_config()
+        result = fn(arg) if inspect.signature(fn).parameters else fn()
     except ValueError as err:  # e.g. an unknown variant after ':'
-        raise ConfigError(f"get_config({arg!r}) in '{path}' failed: {err}") from None
-    if not isinstance(config, ExperimentConfig):
-        raise ConfigError(f"get_config in '{path}' must return an ExperimentConfig, got {type(config).__name__}")
+        raise ConfigError(f"{function}({arg!r}) in '{path}' failed: {err}") from None
+    if not isinstance(result, result_type):
+        raise ConfigError(f"{function} in '{path}' must return a {result_type.__name__}, got {type(result).__name__}")
+    return result
+
+
+def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """`path.py:arg` -> get_config(arg) with overrides applied, validated."""
+    config = call_spec_file(spec, "get_config", ExperimentConfig, "config", "experiments/synthetic_cxr/clip.py")
     config = apply_overrides(config, overrides)
     validate(config)
     return config

@@ -1,8 +1,10 @@
-"""Named model sizes: ViT Ti / S / B / L (Dosovitskiy et al.; Touvron et al. for Ti and S)."""
+"""Named model sizes: ViT Ti / S / B / L (Dosovitskiy et al.; Touvron et al. for Ti and S), and
+the ladder of sizes scaling sweeps step through."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from radfm_jax.config.schema import ImageTowerConfig, TextTowerConfig
 
@@ -35,3 +37,29 @@ def text(size: str, depth: int = 12, **overrides) -> TextTowerConfig:
     width, _, heads = _size(size)
     cfg = TextTowerConfig(width=width, depth=depth, heads=heads, mlp_ratio=4.0)
     return dataclasses.replace(cfg, **overrides)
+
+
+class LadderSize(NamedTuple):
+    name: str
+    width: int
+    depth: int
+    heads: int
+
+
+# Scaling sweeps: from a size that trains in minutes on a CPU to ViT-L, each step ~3-8x the
+# parameters of the one before. M is the 512-wide ViT of Zhai et al. (2022), "Scaling ViTs".
+_LADDER = (
+    LadderSize("XXS", 64, 2, 2),
+    LadderSize("XS", 128, 4, 4),
+    LadderSize("Ti", *VIT_SIZES["Ti"]),
+    LadderSize("S", *VIT_SIZES["S"]),
+    LadderSize("M", 512, 12, 8),
+    LadderSize("B", *VIT_SIZES["B"]),
+    LadderSize("L", *VIT_SIZES["L"]),
+)
+
+
+def ladder() -> list[LadderSize]:
+    """The model sizes of scaling sweeps, smallest first: (width, depth, heads) given to both the
+    image and the text tower (mlp_ratio and patch size stay the base config's)."""
+    return list(_LADDER)

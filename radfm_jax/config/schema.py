@@ -28,6 +28,9 @@ class DataConfig:
     resize: Literal["pad", "crop"] = "pad"
     # Seed of the patient-level split for data sets without an official one.
     split_seed: int = 0
+    # Scaling sweeps: train on the studies of this many patients only (0 = all): the first of a
+    # permutation of the training split's patients seeded by split_seed, so subsets nest.
+    train_patients: int = 0
     # Builder settings (synthetic data sets only): size and rendering of the generated studies.
     num_train: int = 20_000
     num_val: int = 1_000

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import registry
@@ -24,6 +26,39 @@ class PreparedData:
     tokenizer: Tokenizer
     directory: Path  # the prepared data set's version folder
     label_names: tuple[str, ...]  # labels[:, i] of every record belongs to label_names[i]
+
+
+class PatientSubset:
+    """The studies of some patients of a random-access source, in source order (random access)."""
+
+    def __init__(self, source: Any, indices: np.ndarray):
+        self._source = source
+        self._indices = indices
+
+    @classmethod
+    def first_patients(cls, source: Any, num_patients: int, seed: int) -> "PatientSubset":
+        """The studies of the first `num_patients` patients of a seeded permutation of the
+        source's distinct patient ids: with one seed a smaller subset lies inside a larger one."""
+        patient_ids = [_text(source[i]["patient_id"]) for i in range(len(source))]
+        distinct = sorted(set(patient_ids))  # sorted: the permutation must not depend on record order
+        if not 0 < num_patients <= len(distinct):
+            raise ConfigError(
+                f"data.train_patients={num_patients}, but the training split has {len(distinct)} patients; "
+                f"set it between 1 and {len(distinct)} (0 = all)"
+            )
+        order = np.random.default_rng(seed).permutation(len(distinct))
+        chosen = {distinct[i] for i in order[:num_patients]}
+        return cls(source, np.array([i for i, pid in enumerate(patient_ids) if pid in chosen], np.int64))
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._source[int(self._indices[index])]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def resolve_data_dir(data_cfg: DataConfig) -> Path:
@@ -66,5 +101,8 @@ def open_prepared(data_cfg: DataConfig) -> PreparedData:
     tokenizer = prepare_tokenizer(
         sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
     )
+    if data_cfg.train_patients:  # after the tokenizer: one tokenizer per data set, whatever the subset
+        sources["train"] = PatientSubset.first_patients(sources["train"], data_cfg.train_patients,
+                                                        data_cfg.split_seed)
     return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory,
                         label_names=registry.label_names(builder))

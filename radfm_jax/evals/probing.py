@@ -31,7 +31,7 @@ class LinearProbeEvaluator:
 
     def _features(self, params: dict, name: str) -> np.ndarray:
         source, count = self._sources[name]
-        fn = lambda batch: self._predict.image_features(params, batch["image"])  # noqa: E731
+        fn = lambda batch: self._predict.image_features(params, batch["image"])
         return run_over_split(source, {"features": fn}, max_examples=count, **self._run)["features"]
 
     def __call__(self, params: dict) -> dict[str, float]:

@@ -18,7 +18,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from radfm_jax.config.schema import DecoderConfig
-from radfm_jax.models.layers import Attention, Dtype, Mlp, Transformer, dense, layer_norm, named, param
+from radfm_jax.models.layers import (
+    Attention,
+    Dtype,
+    Mlp,
+    Transformer,
+    dense,
+    layer_norm,
+    named,
+    param,
+)
 
 START_ID = 0  # the pad id doubles as the decoder's start token
 

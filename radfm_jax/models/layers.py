@@ -250,6 +250,7 @@ class Transformer(nnx.Module):
             return stepped(x, self.layers, caches, *args)
         updated = []
         for index, block in enumerate(self.layers):
-            x, cache = block.step(x, jax.tree.map(lambda leaf: leaf[index], caches), *args)
+            layer_cache = jax.tree.map(lambda leaf, i=index: leaf[i], caches)
+            x, cache = block.step(x, layer_cache, *args)
             updated.append(cache)
         return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *updated)

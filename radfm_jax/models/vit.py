@@ -9,7 +9,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from radfm_jax.config.schema import ImageTowerConfig
-from radfm_jax.models.layers import Attention, Dtype, Mlp, Transformer, dense, layer_norm, param
+from radfm_jax.models.layers import (
+    Attention,
+    Dtype,
+    Mlp,
+    Transformer,
+    dense,
+    layer_norm,
+    param,
+)
 
 
 def patchify(x: jax.Array, patch_size: int) -> jax.Array:

@@ -24,13 +24,13 @@ from radfm_jax.parallel import multihost
 from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh, replicated
 from radfm_jax.train import checkpoint
 from radfm_jax.train.compile import CompiledStep
+from radfm_jax.train.evaluators import Evaluator, build_evaluators
 from radfm_jax.train.flops import ThroughputMeter
 from radfm_jax.train.metrics import MetricWriter, format_eval_table
 from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
-from radfm_jax.train.state import StateLayout, init_train_state, plan_state
-from radfm_jax.train.evaluators import Evaluator, build_evaluators
 from radfm_jax.train.predict import build_predictors
-from radfm_jax.train.step import StepFunction, build_train_step, batch_shardings
+from radfm_jax.train.state import StateLayout, init_train_state, plan_state
+from radfm_jax.train.step import StepFunction, batch_shardings, build_train_step
 from radfm_jax.train.tasks import Task, make_task
 from radfm_jax.train.workdir import check_workdir, claim_workdir
 

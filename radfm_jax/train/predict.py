@@ -49,7 +49,7 @@ def build_predictors(layout: StateLayout, mesh: Mesh, generate: GenerateConfig, 
         return decoding.decode(decode_step_fn(model), cache, config, batch_size=images.shape[0],
                                start_id=START_ID, eos_id=EOS_ID, key=key)
 
-    has = lambda name: hasattr(model_type, name)  # noqa: E731
+    has = lambda name: hasattr(model_type, name)
     return Predictors(
         encode_image=batched("encode_image") if has("encode_image") else None,
         encode_text=batched("encode_text") if has("encode_text") else None,

@@ -8,13 +8,16 @@ import math
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from radfm_jax.parallel.activations import activation_sharding
 from radfm_jax.parallel.mesh import BATCH_AXES, batch_sharding
-from radfm_jax.train.accumulate import ValueAndGrad, accumulated_value_and_grad, check_microbatching
+from radfm_jax.train.accumulate import (
+    ValueAndGrad,
+    accumulated_value_and_grad,
+    check_microbatching,
+)
 from radfm_jax.train.grad_cache import grad_cache_value_and_grad
 from radfm_jax.train.state import StateLayout, TrainState
 

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from radfm_jax.data.findings import FINDING_PHRASES, FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
+from radfm_jax.data.findings import (
+    FINDING_PHRASES,
+    FINDINGS,
+    NEGATIVE,
+    NOT_MENTIONED,
+    POSITIVE,
+    UNCERTAIN,
+)
 from radfm_jax.evals.retrieval import retrieval_metrics
 from radfm_jax.evals.zeroshot import prompt_pairs, zeroshot_metrics, zeroshot_scores
 

@@ -7,13 +7,12 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_objectives import naive_clip
 
 from radfm_jax.objectives import clip_loss
 from radfm_jax.objectives.caption import caption_loss
 from radfm_jax.objectives.coca import coca_loss
 from radfm_jax.objectives.mae import mae_loss
-
-from test_objectives import naive_clip
 
 
 def naive_mae(pred, target, mask, norm_pix):

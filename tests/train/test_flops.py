@@ -6,7 +6,12 @@ import jax
 import pytest
 
 from radfm_jax.config import presets
-from radfm_jax.config.schema import DataConfig, ExperimentConfig, MeshConfig, ModelConfig
+from radfm_jax.config.schema import (
+    DataConfig,
+    ExperimentConfig,
+    MeshConfig,
+    ModelConfig,
+)
 from radfm_jax.parallel.mesh import make_mesh
 from radfm_jax.tools.aot_compile import plan_train_step
 from radfm_jax.train.compile import compile_train_step
