@@ -1,4 +1,4 @@
-"""A CPU-sized scaling grid on synthetic_cxr: 3 model sizes x 3 training-set sizes (patients),
+"""A CPU-sized scaling grid on synthetic_cxr: 4 model sizes x 3 training-set sizes (patients),
 CLIP objective, each point a short run evaluated once at its end (zero-shot AUROC and retrieval
 on the test split).
 
@@ -27,6 +27,12 @@ MODEL_SIZES = [
     {"name": "w128", "model.image.width": 128, "model.image.heads": 4, "model.image.depth": 2,
      "model.text.width": 128, "model.text.heads": 4, "model.text.depth": 2},
 ]
+# The demo grid adds a fourth size between w64 and w128, so the per-size and compute-frontier
+# laws (4 distinct values at least) can be fitted; the IsoFLOP spec uses the three above.
+DEMO_MODEL_SIZES = [*MODEL_SIZES[:2],
+                    {"name": "w96", "model.image.width": 96, "model.image.heads": 4, "model.image.depth": 2,
+                     "model.text.width": 96, "model.text.heads": 4, "model.text.depth": 2},
+                    MODEL_SIZES[2]]
 # The default synthetic_cxr training split has 20,000 studies of 10,547 patients.
 DATA_PATIENTS = [1000, 3000, 10000]
 
@@ -34,7 +40,7 @@ DATA_PATIENTS = [1000, 3000, 10000]
 def get_sweep(arg: str = "") -> Sweep:
     if arg == "":
         base = load_experiment(BASE, BASE_OVERRIDES)
-        return grid(base, model_sizes=MODEL_SIZES, data_patients=DATA_PATIENTS, steps=[STEPS],
+        return grid(base, model_sizes=DEMO_MODEL_SIZES, data_patients=DATA_PATIENTS, steps=[STEPS],
                     vocab_size=base.data.vocab_size, name="synthetic_cxr_demo", base_spec=BASE,
                     base_overrides=BASE_OVERRIDES)
     if arg == "smoke":

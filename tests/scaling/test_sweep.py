@@ -145,7 +145,7 @@ def test_load_sweep_errors_mirror_load_experiment(tmp_path):
 
 def test_demo_specs_load():
     demo = load_sweep("experiments/scaling/synthetic_cxr_demo.py")
-    assert len(demo.points) == 9 and len({p.params for p in demo.points}) == 3
+    assert len(demo.points) == 12 and len({p.params for p in demo.points}) == 4
     assert all(p.config.eval_every == p.steps and p.config.batch_size == 64 for p in demo.points)
     iso = load_sweep("experiments/scaling/synthetic_cxr_isoflop.py")
     budgets = {p.name.split("__")[0] for p in iso.points}
