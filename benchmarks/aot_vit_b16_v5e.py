@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 from radfm_jax.config import presets
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import (
     DataConfig,
     ExperimentConfig,
     MeshConfig,
     ModelConfig,
 )
+from radfm_jax.errors import ConfigError
 from radfm_jax.tools.aot_compile import compile_train_step, format_report
 
 

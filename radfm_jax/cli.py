@@ -7,8 +7,7 @@ import logging
 import os
 import sys
 
-from radfm_jax.config.overrides import ConfigError
-from radfm_jax.errors import CheckpointError
+from radfm_jax.errors import CheckpointError, ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,8 +6,9 @@ import importlib.util
 import inspect
 from pathlib import Path
 
-from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 
 
 def call_spec_file(spec: str, function: str, result_type: type, kind: str, example: str):

@@ -10,11 +10,9 @@ import types
 import typing
 from typing import Any, Iterable, TypeVar
 
+from radfm_jax.errors import ConfigError
+
 C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A user's mistake in a config or override; the CLI prints it without a traceback."""
 
 
 def field_paths(config: Any, prefix: str = "") -> dict[str, Any]:

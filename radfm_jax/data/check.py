@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.config.schema import DataConfig, ExperimentConfig
 from radfm_jax.data.builders.registry import label_names, prepare_dataset
 from radfm_jax.data.datasets import resolve_data_dir
 from radfm_jax.data.findings import LABEL_VALUE_NAMES
+from radfm_jax.errors import ConfigError
 
 _EXAMPLE_KEYS = 3
 

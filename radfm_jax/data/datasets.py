@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import registry
 from radfm_jax.data.pipeline import prepare_tokenizer
 from radfm_jax.data.preprocessing import check_matches
 from radfm_jax.data.tokenizer import Tokenizer
+from radfm_jax.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("~/.cache/radfm_jax/data")
 

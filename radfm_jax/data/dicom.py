@@ -28,9 +28,9 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_voi
 from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.volume import Volume
 from radfm_jax.data.windows import VOI_FUNCTIONS, WindowSpec, apply_window, resolve_window
+from radfm_jax.errors import ConfigError
 
 PathLike = str | os.PathLike
 

@@ -22,13 +22,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.image_files import resize_square
 from radfm_jax.data.volume import Volume
 from radfm_jax.data.volume_ops import (
-    check_axcodes, crop_or_pad, reorient, resample, to_model_layout,
+    check_axcodes,
+    crop_or_pad,
+    reorient,
+    resample,
+    to_model_layout,
 )
 from radfm_jax.data.windows import resolve_window, window_stack
+from radfm_jax.errors import ConfigError
 
 PREPROCESS_VERSION = 1
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pydicom
 from pydicom.datadict import dictionary_VR, keyword_dict, tag_for_keyword
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 # Keywords that identify a patient, a clinician, a site or a visit, after DICOM PS3.15 Annex E
 # (Basic Application Level Confidentiality Profile) and the HIPAA Safe Harbor identifiers:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 SECTION_NAMES: tuple[str, ...] = ("findings", "impression", "indication", "comparison", "technique",
                                   "history")

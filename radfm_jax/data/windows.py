@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 # (center, width) in Hounsfield units: the usual CT reading windows as listed in Radiopaedia,
 # "Windowing (CT)" (https://radiopaedia.org/articles/windowing-ct): brain W80 L40, lungs

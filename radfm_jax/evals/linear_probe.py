@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import linalg
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.findings import LABEL_VALUE_NAMES, binary_targets
+from radfm_jax.errors import ConfigError
 from radfm_jax.evals.metrics import auroc
 
 # On the sum-of-squares scale of Ridge: with thousands of standardised rows the Gram matrix's

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.findings import CHEXPERT_FINDINGS, LABEL_VALUE_NAMES, POSITIVE
 from radfm_jax.data.labeler import label_report
+from radfm_jax.errors import ConfigError
 
 BLEU_MAX_ORDER = 4
 

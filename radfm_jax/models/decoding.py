@@ -22,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 Cache = Any  # a PyTree whose every leaf has the batch on axis 0
 StepFn = Callable[[jax.Array, jax.Array, Cache], tuple[jax.Array, Cache]]

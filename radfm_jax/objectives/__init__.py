@@ -16,8 +16,8 @@ from typing import Any
 import jax
 from jax.sharding import Mesh
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import ObjectiveConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.objectives.clip import clip_loss
 from radfm_jax.objectives.siglip import siglip_loss
 from radfm_jax.objectives.siglip_chunked import chunked_siglip_loss

@@ -21,7 +21,7 @@ import dataclasses
 import re
 from typing import Any
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 GiB = 1024**3
 GB = 10**9

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import MeshConfig
+from radfm_jax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 # The global batch is split over every axis that holds copies of a parameter shard's work.

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import jax
 from jax.experimental import multihost_utils
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

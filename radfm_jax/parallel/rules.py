@@ -8,7 +8,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 LogicalRules = dict[str, str | None]
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 
 Transform = Literal["identity", "one_minus"]
 ArrayLike = Sequence[float] | np.ndarray

@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from radfm_jax.config.loading import load_experiment
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 from radfm_jax.scaling.sweep import Sweep, SweepPoint
 from radfm_jax.train import loop
 from radfm_jax.train.workdir import config_differences

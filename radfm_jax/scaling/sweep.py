@@ -17,8 +17,9 @@ from flax import nnx
 
 from radfm_jax.config import presets
 from radfm_jax.config.loading import call_spec_file, validate
-from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.config.schema import ExperimentConfig, MeshConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.mesh import make_mesh
 from radfm_jax.train.flops import train_step_flops
 from radfm_jax.train.tasks import make_task

@@ -25,8 +25,8 @@ from typing import Any
 import jax
 from jax.sharding import Mesh
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.chips import Chip, chip_for_device, parse_tpu_topology
 from radfm_jax.parallel.mesh import BATCH_AXES, make_mesh
 from radfm_jax.tools.memory_estimate import estimate_memory_per_chip

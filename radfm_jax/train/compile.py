@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.findings import FINDINGS
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.mesh import batch_size_per_process
 from radfm_jax.train.state import StateLayout
 from radfm_jax.train.step import StepFunction, batch_shardings

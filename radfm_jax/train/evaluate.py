@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 
 from radfm_jax.config.loading import validate
-from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.overrides import apply_overrides
+from radfm_jax.errors import ConfigError
 from radfm_jax.evals.generation import GenerationEvaluator
 from radfm_jax.parallel import multihost
 from radfm_jax.train import checkpoint

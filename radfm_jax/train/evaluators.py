@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 
 from jax.sharding import Mesh
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.datasets import PreparedData
+from radfm_jax.errors import ConfigError
 from radfm_jax.evals.contrastive import ContrastiveEvaluator
 from radfm_jax.evals.generation import GenerationEvaluator
 from radfm_jax.evals.predictors import Predictors

@@ -6,8 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from radfm_jax.config.overrides import ConfigError, field_paths, from_dict, to_dict
+from radfm_jax.config.overrides import field_paths, from_dict, to_dict
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 

@@ -4,8 +4,9 @@ import json
 import pytest
 
 from radfm_jax.config.loading import load_experiment
-from radfm_jax.config.overrides import ConfigError, apply_overrides, from_dict, to_dict
+from radfm_jax.config.overrides import apply_overrides, from_dict, to_dict
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 
 CLIP = "experiments/synthetic_cxr/clip.py"
 

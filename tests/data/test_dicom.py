@@ -10,8 +10,8 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.pixels.decoders.base import Decoder
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.dicom import DicomReadError, read_dicom, read_series, to_display
+from radfm_jax.errors import ConfigError
 
 
 def sample(name: str) -> str:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from nibabel.testing import data_path
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data import windows
 from radfm_jax.data.nifti import read_nifti
 from radfm_jax.data.preprocessing import PreprocessSpec, check_matches
+from radfm_jax.errors import ConfigError
 
 T1 = Path(data_path) / "anatomical.nii"
 

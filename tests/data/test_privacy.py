@@ -8,8 +8,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.datadict import tag_for_keyword
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.privacy import PHI_KEYWORDS, SAFE_KEYWORDS, pseudonymous_id, safe_header
+from radfm_jax.errors import ConfigError
 
 FILES = ["RG1_UNCI.dcm", "CT_small.dcm", "MR_small.dcm", "693_UNCI.dcm"]
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.builders.synthetic_cxr.reports import write_reports
 from radfm_jax.data.builders.synthetic_cxr.studies import plan_splits, sample_patients, sample_studies
 from radfm_jax.data.report_sections import (
-    SECTION_NAMES, normalize_report, parse_sections, report_target,
+    SECTION_NAMES,
+    normalize_report,
+    parse_sections,
+    report_target,
 )
+from radfm_jax.errors import ConfigError
 
 MIMIC = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)

@@ -5,8 +5,8 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_windowing
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.windows import WINDOW_PRESETS, apply_window, resolve_window, window_stack
+from radfm_jax.errors import ConfigError
 
 
 def test_linear_window_hand_values_from_ps3_3():

@@ -10,7 +10,7 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 from radfm_jax.evals.linear_probe import fit_linear_probe, linear_probe_metrics
 
 POSITIVE, NEGATIVE, UNCERTAIN, NOT_MENTIONED = 1, 0, -1, -2

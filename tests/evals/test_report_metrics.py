@@ -12,7 +12,6 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from sklearn.metrics import precision_recall_fscore_support
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.builders.synthetic_cxr.reports import write_reports
 from radfm_jax.data.builders.synthetic_cxr.studies import (
     plan_splits,
@@ -26,6 +25,7 @@ from radfm_jax.data.findings import (
     POSITIVE,
     UNCERTAIN,
 )
+from radfm_jax.errors import ConfigError
 from radfm_jax.evals.report_metrics import (
     bleu,
     clinical_efficacy,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.models.layers import REMAT_NAMES, Transformer, remat_policy_name
 
 

@@ -11,8 +11,8 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import ObjectiveConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES, contrastive_objective
 from radfm_jax.objectives.siglip import siglip_loss
 from radfm_jax.objectives.siglip_chunked import chunked_siglip_loss

@@ -5,7 +5,7 @@ import importlib.util
 import jax
 import pytest
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel import chips
 
 GiB = 1024**3

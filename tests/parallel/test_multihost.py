@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.multihost import DistributedSetup, distributed_setup
 from radfm_jax.train import loop
 
@@ -103,7 +103,7 @@ _SYNC_SCRIPT = """
 import os, signal, sys, time
 import jax
 from jax._src import distributed
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel import multihost
 jax.distributed.initialize(sys.argv[1], num_processes=1, process_id=0)
 try:

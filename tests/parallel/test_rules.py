@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import MeshConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel import rules
 from radfm_jax.parallel.mesh import make_mesh, resolve_mesh_shape
 

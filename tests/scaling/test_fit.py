@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from radfm_jax.config.overrides import ConfigError
+from radfm_jax.errors import ConfigError
 from radfm_jax.scaling.fit import (
     ScalingFitError,
     best_per_value,

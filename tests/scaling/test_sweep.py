@@ -15,8 +15,9 @@ from flax import nnx
 from radfm_jax.cli import main
 from radfm_jax.config import presets
 from radfm_jax.config.loading import load_experiment
-from radfm_jax.config.overrides import ConfigError, apply_overrides
+from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.data.datasets import open_prepared
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.mesh import make_mesh
 from radfm_jax.scaling.runner import emit_tpu_commands
 from radfm_jax.scaling.sweep import Sweep, grid, isoflop, load_sweep, param_count

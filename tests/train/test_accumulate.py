@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import (
     ImageTowerConfig,
     MeshConfig,
@@ -17,6 +16,7 @@ from radfm_jax.config.schema import (
     TextTowerConfig,
 )
 from radfm_jax.data.device_put import to_global_batch
+from radfm_jax.errors import ConfigError
 from radfm_jax.models.two_tower import TwoTower
 from radfm_jax.parallel.mesh import make_mesh
 from radfm_jax.train.accumulate import (

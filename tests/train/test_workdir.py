@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from radfm_jax.config.overrides import ConfigError, to_dict
+from radfm_jax.config.overrides import to_dict
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.train.metrics import MetricWriter
 from radfm_jax.train.workdir import claim_workdir, read_config
 

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders.features import manual_cxr_features
 from radfm_jax.data.findings import NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
 from radfm_jax.data.image_files import ImageReadError, read_image
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.privacy import pseudonymous_id
+from radfm_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import synthetic_cxr
 from radfm_jax.data.builders.chexpert import Chexpert
@@ -20,6 +19,7 @@ from radfm_jax.data.builders.mimic_cxr import MimicCxr
 from radfm_jax.data.builders.nih_cxr14 import NihCxr14
 from radfm_jax.data.builders.openi import OpenI
 from radfm_jax.data.findings import FINDINGS
+from radfm_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fake_data import build, chexpert_row, make_chexpert, records, text, write_corrupt, write_csv, write_image
-from radfm_jax.config.overrides import ConfigError
+
 from radfm_jax.data.builders.chexpert import Chexpert
 from radfm_jax.data.builders.chexpert_plus import ChexpertPlus
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
+from radfm_jax.errors import ConfigError
 
 J = {f: j for j, f in enumerate(CHEXPERT_FINDINGS)}
 

@@ -8,14 +8,14 @@ import typing
 
 import numpy as np
 import pytest
-
 from fake_data import IMAGE_SIZE, build, make_chexpert
-from radfm_jax.config.overrides import ConfigError
+
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import common, registry
 from radfm_jax.data.builders.chexpert import Chexpert, ChexpertConfig
 from radfm_jax.data.findings import FINDINGS
 from radfm_jax.data.preprocessing import PreprocessSpec
+from radfm_jax.errors import ConfigError
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 

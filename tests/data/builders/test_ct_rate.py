@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.builders.ct_rate import CtRate, CtRateConfig
 from radfm_jax.data.builders.ct_rate.hounsfield import HounsfieldUndecided, decide_hu, to_hounsfield
 from radfm_jax.data.builders.ct_rate.tables import ABNORMALITIES, ScanMetadata
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.volume import Volume
+from radfm_jax.errors import ConfigError
 
 SHAPE = (16, 16, 8)  # NIfTI (i, j, k)
 SPACING = (1.5, 1.5, 3.0)

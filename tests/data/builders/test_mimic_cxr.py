@@ -6,11 +6,11 @@ import gzip
 
 import numpy as np
 import pytest
-
 from fake_data import MIMIC_SUBJECTS, build, make_mimic, records, text, write_corrupt
-from radfm_jax.config.overrides import ConfigError
+
 from radfm_jax.data.builders.mimic_cxr import MimicCxr
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
+from radfm_jax.errors import ConfigError
 
 J = {f: j for j, f in enumerate(CHEXPERT_FINDINGS)}
 REPORT_BOTH = ("FINDINGS: The heart is mildly enlarged. There is a small left pleural effusion.\n"

@@ -7,11 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-
 from fake_data import build, make_nih, records, text
-from radfm_jax.config.overrides import ConfigError
+
 from radfm_jax.data.builders.nih_cxr14 import NIH_FINDINGS, NihCxr14
 from radfm_jax.data.check import check_dataset
+from radfm_jax.errors import ConfigError
 
 
 def _patient(record) -> int:

@@ -10,10 +10,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.builders.openi import OpenI, OpenIConfig
 from radfm_jax.data.findings import CHEXPERT_FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE
 from radfm_jax.data.preprocessing import PreprocessSpec
+from radfm_jax.errors import ConfigError
 
 SIZE = 32
 J = {name: j for j, name in enumerate(CHEXPERT_FINDINGS)}

@@ -7,12 +7,12 @@ import json
 import math
 
 import pytest
-
 from fake_data import make_mimic
+
 from radfm_jax.config.loading import load_experiment
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.datasets import open_prepared
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
+from radfm_jax.errors import ConfigError
 from radfm_jax.train.loop import train
 
 pytestmark = pytest.mark.slow

@@ -13,17 +13,28 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from radfm_jax.config.overrides import ConfigError
-from radfm_jax.data.builders.chexpert.builder import (
-    PATIENT_KIND, STUDY_KIND, read_images, split_of,
-)
 from radfm_jax.data.builders.chexpert.builder import LAYOUT as CHEXPERT_LAYOUT
+from radfm_jax.data.builders.chexpert.builder import (
+    PATIENT_KIND,
+    STUDY_KIND,
+    read_images,
+    split_of,
+)
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, EMPTY_REPORT, ManualBuilder, RadiographConfig, PlannedExample, Pseudonymizer,
-    SkipLog, apply_uncertain_policy, read_csv_rows, require_files,
+    DUPLICATE_ROW,
+    EMPTY_REPORT,
+    ManualBuilder,
+    PlannedExample,
+    Pseudonymizer,
+    RadiographConfig,
+    SkipLog,
+    apply_uncertain_policy,
+    read_csv_rows,
+    require_files,
 )
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 from radfm_jax.data.report_sections import report_target
+from radfm_jax.errors import ConfigError
 
 REPORT_CSV = ("df_chexpert_plus_240401.csv", "df_chexpert_plus_240401.csv.gz")
 COL_IMAGE = "path_to_image"  # "train/patient00001/study1/view1_frontal.jpg"

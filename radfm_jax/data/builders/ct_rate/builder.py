@@ -20,23 +20,36 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders.common import (
-    EMPTY_REPORT, ManualBuilder, ManualBuilderConfig,
-    PlannedExample, Pseudonymizer, SkipLog, require_files, seeded_split,
+    EMPTY_REPORT,
+    ManualBuilder,
+    ManualBuilderConfig,
+    PlannedExample,
+    Pseudonymizer,
+    SkipLog,
+    require_files,
+    seeded_split,
 )
 from radfm_jax.data.builders.ct_rate.hounsfield import (
-    HU_MODES, HounsfieldUndecided, to_hounsfield, with_spacing,
+    HU_MODES,
+    HounsfieldUndecided,
+    to_hounsfield,
+    with_spacing,
 )
 from radfm_jax.data.builders.ct_rate.tables import (
-    LABEL_NAMES, POOLS, ScanMetadata, read_pool, volume_key,
+    LABEL_NAMES,
+    POOLS,
+    ScanMetadata,
+    read_pool,
+    volume_key,
 )
 from radfm_jax.data.image_files import ImageReadError
 from radfm_jax.data.nifti import NiftiReadError, read_nifti
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.report_sections import report_target
 from radfm_jax.data.windows import WINDOW_PRESETS
+from radfm_jax.errors import ConfigError
 
 # Volume folders of each pool, newest release first: the re-released volumes ("<pool>_fixed",
 # already in HU) and the first release ("<pool>", raw values). A volume present in both is

@@ -17,15 +17,27 @@ from typing import Literal
 import numpy as np
 import tensorflow_datasets as tfds
 
-from radfm_jax.config.overrides import ConfigError
 from radfm_jax.data.builders.chexpert.builder import LABEL_COLUMNS
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, EMPTY_REPORT, UNPARSEABLE_ROW, ManualBuilder, ManualBuilderConfig,
-    PlannedExample, Pseudonymizer, SkipLog, apply_uncertain_policy, chexpert_value, find_first,
-    read_csv_rows, read_text_file, require_files, views_name,
+    DUPLICATE_ROW,
+    EMPTY_REPORT,
+    UNPARSEABLE_ROW,
+    ManualBuilder,
+    ManualBuilderConfig,
+    PlannedExample,
+    Pseudonymizer,
+    SkipLog,
+    apply_uncertain_policy,
+    chexpert_value,
+    find_first,
+    read_csv_rows,
+    read_text_file,
+    require_files,
+    views_name,
 )
 from radfm_jax.data.findings import CHEXPERT_FINDINGS, NOT_MENTIONED
 from radfm_jax.data.report_sections import report_target
+from radfm_jax.errors import ConfigError
 
 SPLIT_CSV = ("mimic-cxr-2.0.0-split.csv.gz", "mimic-cxr-2.0.0-split.csv")
 METADATA_CSV = ("mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-2.0.0-metadata.csv")
