@@ -48,14 +48,28 @@ def fit_summary(fit: PowerLawFit | JointFit | IsoFlopResult) -> dict[str, Any]:
     return summary
 
 
-def _save(figure: Figure, numbers: dict[str, Any], out_dir: str | Path, name: str) -> None:
+def _save(
+    figure: Figure,
+    out_dir: str | Path,
+    name: str,
+    fit: PowerLawFit | JointFit | IsoFlopResult,
+    numbers: dict[str, Any],
+    *,
+    metric_name: str | None = None,
+) -> Figure:
+    """Lays the figure out and writes it with its numbers, which every figure heads with its
+    metric's name (when it plots a metric) and the fitted parameters."""
     if not name or Path(name).name != name:
         raise ValueError(f"plot name must be a plain file stem like 'frontier', got {name!r}")
+    figure.tight_layout()
+    heading = {"metric_name": metric_name} if metric_name is not None else {}
+    numbers = {**heading, "fit": fit_summary(fit), **numbers}
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
     figure.savefig(folder / f"{name}.png", dpi=110)
     (folder / f"{name}.json").write_text(json.dumps(jsonable(numbers), indent=2) + "\n")
+    return figure
 
 
 def _log_grid(low: float, high: float, points: int = 100) -> np.ndarray:
@@ -100,16 +114,11 @@ def save_compute_frontier(
     axes.set_xlabel("training compute (FLOPs)")
     axes.set_ylabel(metric_name)
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    numbers = {
-        "metric_name": metric_name,
-        "fit": fit_summary(fit),
+    return _save(figure, out_dir, name, fit, {
         "curves": curves,
         "frontier": {"flops": compute[frontier], "metric": values[frontier]},
         "fit_curve": {"flops": grid, "metric": fit.predict(grid)},
-    }
-    _save(figure, numbers, out_dir, name)
-    return figure
+    }, metric_name=metric_name)
 
 
 def save_isoflop(
@@ -151,18 +160,13 @@ def save_isoflop(
     right.set_xlabel("training compute (FLOPs)")
     right.set_ylabel("compute-optimal parameters / examples")
     right.legend(fontsize="small")
-    figure.tight_layout()
-    numbers = {
-        "metric_name": metric_name,
-        "fit": fit_summary(result),
+    return _save(figure, out_dir, name, result, {
         "budgets": budgets,
         "skipped": list(result.skipped),
         "optimum_curves": {
             "flops": grid, "n_opt": result.predict_n_opt(grid), "d_opt": result.predict_d_opt(grid),
         },
-    }
-    _save(figure, numbers, out_dir, name)
-    return figure
+    }, metric_name=metric_name)
 
 
 def save_residuals(
@@ -186,12 +190,8 @@ def save_residuals(
     axes.set_xscale("log")
     axes.set_xlabel(xlabel)
     axes.set_ylabel("log residual (fit - observed)")
-    figure.tight_layout()
-    numbers = {
-        "fit": fit_summary(fit),
+    return _save(figure, out_dir, name, fit, {
         "x": axis,
         "residual": residuals,
         "rms": float(np.sqrt(np.mean(residuals**2))),
-    }
-    _save(figure, numbers, out_dir, name)
-    return figure
+    })

@@ -1,8 +1,9 @@
-"""What every builder of a user's local data set shares.
+"""The shared base of the builders that read a user's local copy of a data set.
 
 A builder subclasses `ManualBuilder` and writes one method, `_plan`, that reads the data set's
 CSVs and returns a `PlannedExample` per record (split, pseudonymous patient key, image path and
-every other feature). The base class then, before anything is written:
+every other feature; `planned_radiograph` makes the chest X-ray ones). The base class then,
+before anything is written:
   - checks the manual folder (a missing folder or file is a ConfigError naming it and the layout),
   - refuses splits that share a patient (ConfigError with the count and example keys),
   - refuses a split with no examples;
@@ -14,16 +15,11 @@ data set's metadata (`builder.info.metadata`).
 from __future__ import annotations
 
 import abc
-import collections
 import concurrent.futures
-import csv
 import dataclasses
-import gzip
-import hashlib
 import logging
 import os
-import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,242 +28,21 @@ import tensorflow_datasets as tfds
 
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders.features import manual_cxr_features
-from radfm_jax.data.findings import NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
+from radfm_jax.data.builders.patient_splits import SPLITS, check_disjoint_patients
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer, load_or_create_salt
+from radfm_jax.data.builders.skips import MISSING_FILE, UNREADABLE_IMAGE, SkipLog
 from radfm_jax.data.image_files import ImageReadError, read_image
 from radfm_jax.data.preprocessing import PreprocessSpec
-from radfm_jax.data.privacy import pseudonymous_id
 from radfm_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-SALT_FILENAME = ".radfm_pseudonym_salt"
-# Skip reasons used across builders (a builder may add its own).
-MISSING_FILE = "missing_file"
-UNREADABLE_IMAGE = "unreadable_image"
-EMPTY_REPORT = "empty_report"
-UNPARSEABLE_ROW = "unparseable_row"
-DUPLICATE_ROW = "duplicate_row"
-_EXAMPLES_PER_REASON = 5
 _READ_CHUNK = 64  # images decoded together by the thread pool
-
-
-# ---------------------------------------------------------------------------------------------
-# The manual folder
-
-
-def require_manual_dir(manual_dir: str | os.PathLike | None, dataset: str, layout: str) -> Path:
-    """The user's copy of the data set; a ConfigError naming the layout when it is not there."""
-    if not manual_dir:
-        raise ConfigError(
-            f"{dataset}: no manual folder given; set --set data.manual_dir=/path/to/your/copy "
-            f"laid out as:\n{layout}")
-    path = Path(manual_dir).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"{dataset}: manual folder '{path}' does not exist or is not a folder; "
-                          f"expected layout:\n{layout}")
-    return path
-
-
-def find_first(root: Path, candidates: Sequence[str]) -> Path | None:
-    """The first of the relative paths `candidates` that exists under root."""
-    for candidate in candidates:
-        if (root / candidate).exists():
-            return root / candidate
-    return None
-
-
-def require_files(root: Path, dataset: str, required: Mapping[str, Sequence[str]],
-                  layout: str) -> dict[str, Path]:
-    """{role: path} for each role's first existing candidate; one ConfigError naming every
-    role that has none."""
-    found = {role: find_first(root, names) for role, names in required.items()}
-    missing = [" or ".join(required[role]) for role, path in found.items() if path is None]
-    if missing:
-        raise ConfigError(f"{dataset}: missing in manual folder '{root}': {'; '.join(missing)}. "
-                          f"Expected layout:\n{layout}")
-    return found  # type: ignore[return-value]
-
-
-def read_csv_rows(path: Path, dataset: str, columns: Iterable[str]) -> Iterator[dict[str, str]]:
-    """Rows of a .csv or .csv.gz as {column: text}; a ConfigError names columns it lacks."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise ConfigError(f"{dataset}: '{path}' lacks the column(s) {missing}; its header is "
-                              f"{header[:20]}. Is it the published file?")
-        yield from reader
-
-
-# ---------------------------------------------------------------------------------------------
-# Pseudonymous keys
-
-
-def load_or_create_salt(data_dir: str | os.PathLike) -> str:
-    """The secret salt of this data folder: created once (mode 0600), then reused so keys are
-    stable across builds. Deleting it changes every pseudonymous key on the next build."""
-    path = Path(data_dir) / SALT_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        salt = path.read_text().strip()
-        if not salt:
-            raise ConfigError(f"the pseudonym salt file '{path}' is empty; delete it to create a "
-                              "new one (pseudonymous ids of data built here will change)") from None
-        return salt
-    with os.fdopen(fd, "w") as handle:
-        salt = secrets.token_hex(32)
-        handle.write(salt + "\n")
-    return salt
-
-
-@dataclasses.dataclass(frozen=True)
-class Pseudonymizer:
-    """Salted, stable keys for raw identifiers; `kind` keeps patient and study ids apart."""
-
-    salt: str
-
-    def __call__(self, kind: str, raw: str) -> str:
-        return pseudonymous_id(f"{kind}:{raw}", self.salt)
-
-
-# ---------------------------------------------------------------------------------------------
-# Splits
-
-
-def seeded_split(patient: str, seed: int, fractions: Mapping[str, float]) -> str:
-    """A patient's split for data sets without an official one.
-
-    A hash of (seed, patient) picks the split, so a patient's split never depends on which
-    other patients exist: adding patients leaves everyone else where they were. Pass the raw,
-    data-set-scoped patient id (not the salted key) so every machine draws the same split.
-    """
-    total = sum(fractions.values())
-    if not fractions or abs(total - 1.0) > 1e-9 or min(fractions.values()) < 0:
-        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {dict(fractions)}")
-    digest = hashlib.sha256(f"radfm-split:{seed}:{patient}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    cumulative = 0.0
-    for split, fraction in fractions.items():
-        cumulative += fraction
-        if u < cumulative:
-            return split
-    return split  # u within rounding of 1.0
-
-
-def check_disjoint_patients(patients_by_split: Mapping[str, Iterable[str]], dataset: str) -> None:
-    """Refuse splits that share a patient: a ConfigError with the count and example keys."""
-    owner: dict[str, str] = {}
-    shared: dict[str, set[str]] = collections.defaultdict(set)
-    for split, patients in patients_by_split.items():
-        for patient in set(patients):
-            if patient in owner and owner[patient] != split:
-                shared[patient].update((owner[patient], split))
-            owner.setdefault(patient, split)
-    if shared:
-        examples = ", ".join(f"{key} ({'/'.join(sorted(splits))})"
-                             for key, splits in sorted(shared.items())[:3])
-        raise ConfigError(
-            f"{dataset}: {len(shared)} patient(s) appear in more than one split, e.g. {examples}; "
-            "refusing to write a data set whose evaluation splits leak training patients. "
-            "Check the split files in the manual folder.")
-
-
-# ---------------------------------------------------------------------------------------------
-# Skipped records
-
-
-class SkipLog:
-    """Counts, by reason, the records a build skips (each logged with its path) and the
-    examples it writes per split; `summary()` goes into the data set's metadata."""
-
-    def __init__(self, dataset: str):
-        self.dataset = dataset
-        self.skipped: collections.Counter[str] = collections.Counter()
-        self.filtered: collections.Counter[str] = collections.Counter()
-        self.written: collections.Counter[str] = collections.Counter()
-        self.examples: dict[str, list[str]] = collections.defaultdict(list)
-
-    def skip(self, reason: str, path: str | os.PathLike, detail: str = "") -> None:
-        """A bad record: counted, logged with its path, and left out."""
-        self.skipped[reason] += 1
-        if len(self.examples[reason]) < _EXAMPLES_PER_REASON:
-            self.examples[reason].append(os.fspath(path))
-        log.warning("%s: skipped %s (%s)%s", self.dataset, os.fspath(path), reason,
-                    f": {detail}" if detail else "")
-
-    def filter(self, reason: str) -> None:
-        """A good record the build's options leave out (e.g. a lateral view): counted only."""
-        self.filtered[reason] += 1
-
-    def wrote(self, split: str) -> None:
-        self.written[split] += 1
-
-    def summary(self) -> dict[str, Any]:
-        return {"written": dict(self.written), "skipped": dict(self.skipped),
-                "filtered": dict(self.filtered), "skipped_examples": dict(self.examples)}
-
-    def describe(self) -> str:
-        written = ", ".join(f"{s} {n}" for s, n in self.written.items()) or "nothing"
-        skipped = ", ".join(f"{r} {n}" for r, n in self.skipped.most_common()) or "none"
-        filtered = ", ".join(f"{r} {n}" for r, n in self.filtered.most_common()) or "none"
-        return f"{self.dataset}: wrote {written}; skipped {skipped}; filtered out {filtered}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Field parsing shared by CheXpert-style tables
-
-
-def chexpert_value(cell: str) -> int:
-    """A CheXpert-labeler CSV cell (1.0 / 0.0 / -1.0 / blank) as a label value; ValueError
-    on anything else."""
-    cell = cell.strip()
-    if cell == "":
-        return NOT_MENTIONED
-    value = float(cell)
-    if value not in (POSITIVE, NEGATIVE, UNCERTAIN):
-        raise ValueError(f"label cell {cell!r} is not 1, 0, -1 or blank")
-    return int(value)
-
-
-def apply_uncertain_policy(labels: np.ndarray, policy: str) -> np.ndarray:
-    """U-ignore keeps uncertain (-1); U-ones maps it to positive, U-zeros to negative."""
-    mapped = {"ignore": UNCERTAIN, "ones": POSITIVE, "zeros": NEGATIVE}
-    if policy not in mapped:
-        raise ValueError(f"uncertain_policy must be one of {sorted(mapped)}, got {policy!r}")
-    labels = np.asarray(labels, dtype=np.int8).copy()
-    labels[labels == UNCERTAIN] = mapped[policy]
-    return labels
-
-
-def parse_age(cell: str, max_age: int = 120) -> int:
-    """Age in years, -1 when blank or implausible; ValueError when not a number."""
-    cell = cell.strip()
-    if not cell:
-        return -1
-    age = int(float(cell))
-    return age if 0 <= age <= max_age else -1
-
-
-SEX_CODES = {"m": "M", "male": "M", "f": "F", "female": "F"}
-
-
-def parse_sex(cell: str) -> str:
-    """'M' / 'F', or '' when unknown."""
-    return SEX_CODES.get(cell.strip().lower(), "")
 
 
 def views_name(views: tuple[str, ...]) -> str:
     """The config-name part for a view filter (empty = every view)."""
     return "views-" + ("+".join(views) if views else "all")
-
-
-# ---------------------------------------------------------------------------------------------
-# The base builder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +55,18 @@ class PlannedExample:
     image_path: Path
     source_path: str  # image_path relative to the manual folder, stored in the record
     fields: dict[str, Any]
+
+
+def planned_radiograph(*, key: str, split: str, patient: str, study: str, image_path: Path,
+                       source_path: str, report: str, labels: np.ndarray, view: str = "",
+                       sex: str = "", age: int = -1, **extra_fields: Any) -> PlannedExample:
+    """A chest X-ray record (manual_cxr_features, plus a builder's `extra_fields`). `patient`
+    is both the key checked for leakage and the stored patient_id; a data set that records no
+    view, sex or age keeps the defaults ("", "", -1)."""
+    return PlannedExample(
+        key=key, split=split, patient=patient, image_path=image_path, source_path=source_path,
+        fields={"report": report, "labels": labels, "patient_id": patient, "study_id": study,
+                "view": view, "sex": sex, "age": np.int32(age), **extra_fields})
 
 
 @dataclasses.dataclass(eq=False)
@@ -327,6 +114,10 @@ class RadiographConfig(ManualBuilderConfig):
 class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of builders that read a user's local copy (TFDS manual_dir) of a published data set."""
 
+    # Every data set is at its first release. The version is part of the prepared folder's path
+    # (<data_dir>/<name>/<config>/<version>): a builder whose records change overrides both.
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
     LABEL_NAMES: tuple[str, ...] = ()
     LAYOUT: str = ""  # the expected folder layout, shown in every manual-folder error
     # Nothing is downloaded, so there is no checksum file to look up (see synthetic_cxr).
@@ -422,8 +213,3 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             return self._load(example)
         except ImageReadError as err:
             return err
-
-
-def read_text_file(path: Path) -> str:
-    """A report file as text (UTF-8, undecodable bytes replaced)."""
-    return path.read_text(encoding="utf-8", errors="replace")

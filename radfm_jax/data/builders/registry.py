@@ -13,8 +13,9 @@ from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import synthetic_cxr
 from radfm_jax.data.builders.chexpert import Chexpert
 from radfm_jax.data.builders.chexpert_plus import ChexpertPlus
-from radfm_jax.data.builders.common import ManualBuilder, require_manual_dir
+from radfm_jax.data.builders.common import ManualBuilder
 from radfm_jax.data.builders.ct_rate import CtRate
+from radfm_jax.data.builders.manual_folder import require_manual_dir
 from radfm_jax.data.builders.mimic_cxr import MimicCxr
 from radfm_jax.data.builders.nih_cxr14 import NihCxr14
 from radfm_jax.data.builders.openi import OpenI

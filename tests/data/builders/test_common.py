@@ -11,7 +11,7 @@ import pytest
 from fake_data import IMAGE_SIZE, build, make_chexpert
 
 from radfm_jax.config.schema import DataConfig
-from radfm_jax.data.builders import common, registry
+from radfm_jax.data.builders import patient_splits, pseudonyms, registry, skips, table_fields
 from radfm_jax.data.builders.chexpert import Chexpert, ChexpertConfig
 from radfm_jax.data.findings import FINDINGS
 from radfm_jax.data.preprocessing import PreprocessSpec
@@ -21,38 +21,38 @@ FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 def test_seeded_split_is_stable_when_patients_are_added():
-    first = {f"p{i}": common.seeded_split(f"p{i}", 0, FRACTIONS) for i in range(300)}
-    more = {f"p{i}": common.seeded_split(f"p{i}", 0, FRACTIONS) for i in range(600)}
+    first = {f"p{i}": patient_splits.seeded_split(f"p{i}", 0, FRACTIONS) for i in range(300)}
+    more = {f"p{i}": patient_splits.seeded_split(f"p{i}", 0, FRACTIONS) for i in range(600)}
     assert all(more[p] == split for p, split in first.items())
-    other_seed = {p: common.seeded_split(p, 1, FRACTIONS) for p in first}
+    other_seed = {p: patient_splits.seeded_split(p, 1, FRACTIONS) for p in first}
     assert other_seed != first
 
 
 def test_seeded_split_follows_the_fractions():
     n = 4000
-    splits = [common.seeded_split(f"patient{i}", 7, FRACTIONS) for i in range(n)]
+    splits = [patient_splits.seeded_split(f"patient{i}", 7, FRACTIONS) for i in range(n)]
     for split, fraction in FRACTIONS.items():
         share = splits.count(split) / n
         # 5 binomial standard deviations
         assert abs(share - fraction) < 5 * np.sqrt(fraction * (1 - fraction) / n), split
     with pytest.raises(ValueError, match="sum to 1"):
-        common.seeded_split("p", 0, {"train": 0.5, "val": 0.4})
+        patient_splits.seeded_split("p", 0, {"train": 0.5, "val": 0.4})
 
 
 def test_shared_patients_are_refused_with_count_and_examples():
-    common.check_disjoint_patients({"train": ["a", "b", "b"], "val": ["c"], "test": ["d"]}, "x")
+    patient_splits.check_disjoint_patients({"train": ["a", "b", "b"], "val": ["c"], "test": ["d"]}, "x")
     with pytest.raises(ConfigError, match=r"x: 2 patient\(s\) appear in more than one split") as err:
-        common.check_disjoint_patients({"train": ["a", "b"], "val": ["b"], "test": ["a", "e"]}, "x")
+        patient_splits.check_disjoint_patients({"train": ["a", "b"], "val": ["b"], "test": ["a", "e"]}, "x")
     assert "a (test/train)" in str(err.value) and "b (train/val)" in str(err.value)
 
 
 def test_salt_is_created_private_once_and_reused(tmp_path):
-    salt = common.load_or_create_salt(tmp_path)
-    path = tmp_path / common.SALT_FILENAME
+    salt = pseudonyms.load_or_create_salt(tmp_path)
+    path = tmp_path / pseudonyms.SALT_FILENAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert common.load_or_create_salt(tmp_path) == salt
-    assert common.load_or_create_salt(tmp_path / "other") != salt
-    ids = common.Pseudonymizer(salt)
+    assert pseudonyms.load_or_create_salt(tmp_path) == salt
+    assert pseudonyms.load_or_create_salt(tmp_path / "other") != salt
+    ids = pseudonyms.Pseudonymizer(salt)
     assert ids("patient", "123") == ids("patient", "123") != ids("study", "123")
     assert "123" not in ids("patient", "123")
 
@@ -60,21 +60,21 @@ def test_salt_is_created_private_once_and_reused(tmp_path):
 def test_chexpert_cells_and_uncertain_policies():
     # CheXpert's convention: 1.0 positive, 0.0 negative, -1.0 uncertain, blank not mentioned.
     cells = ["1.0", "0.0", "-1.0", "", " 1 "]
-    values = [common.chexpert_value(c) for c in cells]
+    values = [table_fields.chexpert_value(c) for c in cells]
     assert values == [1, 0, -1, -2, 1]
     with pytest.raises(ValueError):
-        common.chexpert_value("2.0")
+        table_fields.chexpert_value("2.0")
     labels = np.array(values, np.int8)
-    np.testing.assert_array_equal(common.apply_uncertain_policy(labels, "ignore"), [1, 0, -1, -2, 1])
-    np.testing.assert_array_equal(common.apply_uncertain_policy(labels, "ones"), [1, 0, 1, -2, 1])
-    np.testing.assert_array_equal(common.apply_uncertain_policy(labels, "zeros"), [1, 0, 0, -2, 1])
+    np.testing.assert_array_equal(table_fields.apply_uncertain_policy(labels, "ignore"), [1, 0, -1, -2, 1])
+    np.testing.assert_array_equal(table_fields.apply_uncertain_policy(labels, "ones"), [1, 0, 1, -2, 1])
+    np.testing.assert_array_equal(table_fields.apply_uncertain_policy(labels, "zeros"), [1, 0, 0, -2, 1])
 
 
 def test_skip_log_counts_reasons_and_keeps_example_paths(caplog):
-    log = common.SkipLog("demo")
+    log = skips.SkipLog("demo")
     for i in range(7):
-        log.skip(common.UNREADABLE_IMAGE, f"img{i}.jpg", "truncated")
-    log.skip(common.EMPTY_REPORT, "r.txt")
+        log.skip(skips.UNREADABLE_IMAGE, f"img{i}.jpg", "truncated")
+    log.skip(skips.EMPTY_REPORT, "r.txt")
     log.filter("view_LATERAL")
     log.wrote("train")
     summary = log.summary()

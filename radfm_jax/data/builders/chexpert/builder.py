@@ -14,12 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, UNPARSEABLE_ROW, ManualBuilder, RadiographConfig, PlannedExample,
-    Pseudonymizer, SkipLog, apply_uncertain_policy, chexpert_value, parse_age, parse_sex,
-    read_csv_rows, require_files, seeded_split,
+    ManualBuilder, PlannedExample, RadiographConfig, planned_radiograph,
+)
+from radfm_jax.data.builders.manual_folder import read_csv_rows, require_files
+from radfm_jax.data.builders.patient_splits import seeded_split
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer
+from radfm_jax.data.builders.skips import DUPLICATE_ROW, UNPARSEABLE_ROW, SkipLog
+from radfm_jax.data.builders.table_fields import (
+    apply_uncertain_policy, chexpert_value, parse_age, parse_sex,
 )
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 
@@ -132,8 +136,6 @@ class Chexpert(ManualBuilder):
     """CheXpert chest radiographs with 14 CheXpert labels (no reports)."""
 
     name = "chexpert"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [ChexpertConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
@@ -145,18 +147,12 @@ class Chexpert(ManualBuilder):
             if cfg.views and image.view not in cfg.views:
                 skips.filter(f"view_{image.view}")
                 continue
-            planned.append(PlannedExample(
+            planned.append(planned_radiograph(
                 key=image.relative_path,
                 split=split_of(image, cfg.split_seed, cfg.val_fraction),
-                patient=ids(PATIENT_KIND, image.patient),
-                image_path=manual_dir / image.relative_path,
-                source_path=image.relative_path,
-                fields={
-                    "report": "",
-                    "labels": apply_uncertain_policy(image.labels, cfg.uncertain_policy),
-                    "patient_id": ids(PATIENT_KIND, image.patient),
-                    "study_id": ids(STUDY_KIND, image.study),
-                    "view": image.view, "sex": image.sex, "age": np.int32(image.age),
-                },
+                patient=ids(PATIENT_KIND, image.patient), study=ids(STUDY_KIND, image.study),
+                image_path=manual_dir / image.relative_path, source_path=image.relative_path,
+                report="", labels=apply_uncertain_policy(image.labels, cfg.uncertain_policy),
+                view=image.view, sex=image.sex, age=image.age,
             ))
         return planned

@@ -10,9 +10,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-import tensorflow_datasets as tfds
-
 from radfm_jax.data.builders.chexpert.builder import LAYOUT as CHEXPERT_LAYOUT
 from radfm_jax.data.builders.chexpert.builder import (
     PATIENT_KIND,
@@ -21,17 +18,15 @@ from radfm_jax.data.builders.chexpert.builder import (
     split_of,
 )
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW,
-    EMPTY_REPORT,
     ManualBuilder,
     PlannedExample,
-    Pseudonymizer,
     RadiographConfig,
-    SkipLog,
-    apply_uncertain_policy,
-    read_csv_rows,
-    require_files,
+    planned_radiograph,
 )
+from radfm_jax.data.builders.manual_folder import read_csv_rows, require_files
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer
+from radfm_jax.data.builders.skips import DUPLICATE_ROW, EMPTY_REPORT, SkipLog
+from radfm_jax.data.builders.table_fields import apply_uncertain_policy
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 from radfm_jax.data.report_sections import report_target
 from radfm_jax.errors import ConfigError
@@ -74,8 +69,6 @@ class ChexpertPlus(ManualBuilder):
     """CheXpert Plus: CheXpert radiographs with report text and CheXpert labels."""
 
     name = "chexpert_plus"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [ChexpertPlusConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
@@ -107,18 +100,13 @@ class ChexpertPlus(ManualBuilder):
             if not text:
                 skips.skip(EMPTY_REPORT, relative, f"no usable {cfg.text_target} text")
                 continue
-            planned.append(PlannedExample(
+            planned.append(planned_radiograph(
                 key=relative,
                 split=split_of(image, cfg.split_seed, cfg.val_fraction),
-                patient=ids(PATIENT_KIND, image.patient),
+                patient=ids(PATIENT_KIND, image.patient), study=ids(STUDY_KIND, image.study),
                 image_path=root / relative,
                 source_path=(root / relative).relative_to(manual_dir).as_posix(),
-                fields={
-                    "report": text,
-                    "labels": apply_uncertain_policy(image.labels, cfg.uncertain_policy),
-                    "patient_id": ids(PATIENT_KIND, image.patient),
-                    "study_id": ids(STUDY_KIND, image.study),
-                    "view": image.view, "sex": image.sex, "age": np.int32(image.age),
-                },
+                report=text, labels=apply_uncertain_policy(image.labels, cfg.uncertain_policy),
+                view=image.view, sex=image.sex, age=image.age,
             ))
         return planned

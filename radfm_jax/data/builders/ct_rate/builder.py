@@ -21,16 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.config.schema import DataConfig
-from radfm_jax.data.builders.common import (
-    EMPTY_REPORT,
-    ManualBuilder,
-    ManualBuilderConfig,
-    PlannedExample,
-    Pseudonymizer,
-    SkipLog,
-    require_files,
-    seeded_split,
-)
+from radfm_jax.data.builders.common import ManualBuilder, ManualBuilderConfig, PlannedExample
 from radfm_jax.data.builders.ct_rate.hounsfield import (
     HU_MODES,
     HounsfieldUndecided,
@@ -44,6 +35,10 @@ from radfm_jax.data.builders.ct_rate.tables import (
     read_pool,
     volume_key,
 )
+from radfm_jax.data.builders.manual_folder import require_files
+from radfm_jax.data.builders.patient_splits import seeded_split
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer
+from radfm_jax.data.builders.skips import EMPTY_REPORT, SkipLog
 from radfm_jax.data.image_files import ImageReadError
 from radfm_jax.data.nifti import NiftiReadError, read_nifti
 from radfm_jax.data.preprocessing import PreprocessSpec
@@ -157,8 +152,6 @@ class CtRate(ManualBuilder):
     """CT-RATE chest CT volumes with reports and 18 abnormality labels."""
 
     name = "ct_rate"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [CtRateConfig()]
     LABEL_NAMES = LABEL_NAMES
     LAYOUT = LAYOUT

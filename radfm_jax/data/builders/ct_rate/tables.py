@@ -18,7 +18,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from radfm_jax.data.builders.common import read_csv_rows, require_files
+from radfm_jax.data.builders.manual_folder import read_csv_rows, require_files
 from radfm_jax.errors import ConfigError
 
 # The 18 abnormality columns of the label CSVs, in their published order.

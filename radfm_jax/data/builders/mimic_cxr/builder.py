@@ -15,26 +15,24 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.chexpert.builder import LABEL_COLUMNS
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW,
-    EMPTY_REPORT,
-    UNPARSEABLE_ROW,
     ManualBuilder,
     ManualBuilderConfig,
     PlannedExample,
-    Pseudonymizer,
-    SkipLog,
-    apply_uncertain_policy,
-    chexpert_value,
+    planned_radiograph,
+    views_name,
+)
+from radfm_jax.data.builders.manual_folder import (
     find_first,
     read_csv_rows,
     read_text_file,
     require_files,
-    views_name,
 )
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer
+from radfm_jax.data.builders.skips import DUPLICATE_ROW, EMPTY_REPORT, UNPARSEABLE_ROW, SkipLog
+from radfm_jax.data.builders.table_fields import apply_uncertain_policy, chexpert_value
 from radfm_jax.data.findings import CHEXPERT_FINDINGS, NOT_MENTIONED
 from radfm_jax.data.report_sections import report_target
 from radfm_jax.errors import ConfigError
@@ -153,8 +151,6 @@ class MimicCxr(ManualBuilder):
     """MIMIC-CXR-JPG chest radiographs with report text and CheXpert / NegBio labels."""
 
     name = "mimic_cxr"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [MimicCxrConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
@@ -214,15 +210,10 @@ class MimicCxr(ManualBuilder):
             vector = labels.get((subject, study))
             if vector is None:
                 vector = np.full(len(CHEXPERT_FINDINGS), NOT_MENTIONED, np.int8)
-            planned.append(PlannedExample(
+            # MIMIC-CXR-JPG records neither sex nor age.
+            planned.append(planned_radiograph(
                 key=dicom, split=split, patient=ids(PATIENT_KIND, subject),
-                image_path=manual_dir / source, source_path=source,
-                fields={
-                    "report": text,
-                    "labels": apply_uncertain_policy(vector, cfg.uncertain_policy),
-                    "patient_id": ids(PATIENT_KIND, subject),
-                    "study_id": ids(STUDY_KIND, study),
-                    "view": view, "sex": "", "age": np.int32(-1),
-                },
+                study=ids(STUDY_KIND, study), image_path=manual_dir / source, source_path=source,
+                report=text, labels=apply_uncertain_policy(vector, cfg.uncertain_policy), view=view,
             ))
         return planned

@@ -14,13 +14,15 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, MISSING_FILE, UNPARSEABLE_ROW, ManualBuilder, RadiographConfig,
-    PlannedExample, Pseudonymizer, SkipLog, parse_age, parse_sex, read_csv_rows, require_files,
-    seeded_split,
+    ManualBuilder, PlannedExample, RadiographConfig, planned_radiograph,
 )
+from radfm_jax.data.builders.manual_folder import read_csv_rows, require_files
+from radfm_jax.data.builders.patient_splits import seeded_split
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer
+from radfm_jax.data.builders.skips import DUPLICATE_ROW, MISSING_FILE, UNPARSEABLE_ROW, SkipLog
+from radfm_jax.data.builders.table_fields import parse_age, parse_sex
 from radfm_jax.data.findings import NEGATIVE, POSITIVE
 
 DATA_ENTRY_CSVS = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
@@ -99,8 +101,6 @@ class NihCxr14(ManualBuilder):
     """NIH ChestX-ray14 radiographs with its 14 findings plus no_finding (no reports)."""
 
     name = "nih_cxr14"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [NihCxr14Config()]
     LABEL_NAMES = NIH_FINDINGS
     LAYOUT = LAYOUT
@@ -143,15 +143,11 @@ class NihCxr14(ManualBuilder):
                 split = seeded_split(f"nih_cxr14/{patient}", cfg.split_seed,
                                      {"train": 1.0 - cfg.val_fraction, "val": cfg.val_fraction})
             source = images[name].relative_to(manual_dir).as_posix()
-            planned.append(PlannedExample(
+            planned.append(planned_radiograph(
                 key=name, split=split, patient=ids(PATIENT_KIND, patient),
-                image_path=images[name], source_path=source,
-                fields={
-                    "report": "", "labels": labels,
-                    "patient_id": ids(PATIENT_KIND, patient),
-                    # A "study" is one follow-up visit: the image name without its extension.
-                    "study_id": ids(STUDY_KIND, Path(name).stem),
-                    "view": view, "sex": parse_sex(row[COL_SEX]), "age": np.int32(age),
-                },
+                # A "study" is one follow-up visit: the image name without its extension.
+                study=ids(STUDY_KIND, Path(name).stem),
+                image_path=images[name], source_path=source, report="", labels=labels,
+                view=view, sex=parse_sex(row[COL_SEX]), age=age,
             ))
         return planned

@@ -13,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
-    DUPLICATE_ROW, EMPTY_REPORT, UNPARSEABLE_ROW, ManualBuilder, ManualBuilderConfig,
-    PlannedExample, Pseudonymizer, SkipLog, apply_uncertain_policy, require_files,
-    seeded_split,
+    ManualBuilder, ManualBuilderConfig, PlannedExample, planned_radiograph,
 )
 from radfm_jax.data.builders.features import manual_cxr_features
+from radfm_jax.data.builders.manual_folder import require_files
 from radfm_jax.data.builders.openi.reports import OpenIReportError, read_report
+from radfm_jax.data.builders.patient_splits import seeded_split
+from radfm_jax.data.builders.pseudonyms import Pseudonymizer
+from radfm_jax.data.builders.skips import DUPLICATE_ROW, EMPTY_REPORT, UNPARSEABLE_ROW, SkipLog
+from radfm_jax.data.builders.table_fields import apply_uncertain_policy
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 from radfm_jax.data.labeler import label_vector
 from radfm_jax.data.report_sections import report_target
@@ -62,8 +64,6 @@ class OpenI(ManualBuilder):
     """Open-i / IU X-ray radiographs with reports, labeler-derived CheXpert labels and MeSH terms."""
 
     name = "openi"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [OpenIConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
@@ -106,14 +106,11 @@ class OpenI(ManualBuilder):
                     continue
                 seen.add(image_id)
                 image_path = images_dir / f"{image_id}.png"
-                planned.append(PlannedExample(
-                    key=image_id, split=split, patient=patient, image_path=image_path,
+                # Open-i records neither view nor demographics.
+                planned.append(planned_radiograph(
+                    key=image_id, split=split, patient=patient,
+                    study=ids(STUDY_KIND, report.report_id), image_path=image_path,
                     source_path=image_path.relative_to(manual_dir).as_posix(),
-                    fields={
-                        "report": text, "labels": labels, "mesh": report.mesh_text(),
-                        "patient_id": patient, "study_id": ids(STUDY_KIND, report.report_id),
-                        # Open-i records neither view nor demographics.
-                        "view": "", "sex": "", "age": np.int32(-1),
-                    },
+                    report=text, labels=labels, mesh=report.mesh_text(),
                 ))
         return planned
