@@ -16,9 +16,7 @@ import jax
 
 from radfm_jax.config import presets
 from radfm_jax.config.schema import DataConfig, ExperimentConfig, MeshConfig, ModelConfig
-from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.tools.aot_compile import plan_train_step
-from radfm_jax.train.compile import abstract_batch
+from radfm_jax.train.experiment import Experiment
 
 
 def compile_seconds(depth: int, scan: bool, batch_size: int) -> dict:
@@ -31,10 +29,9 @@ def compile_seconds(depth: int, scan: bool, batch_size: int) -> dict:
         ),
         mesh=MeshConfig(data=-1, rules="dp"),
     )
-    mesh = make_mesh(config.mesh)
     start = time.perf_counter()
-    layout, step = plan_train_step(config, mesh, config.data.vocab_size)
-    lowered = step.jit().lower(layout.abstract, abstract_batch(config, mesh))
+    exp = Experiment.plan(config)
+    lowered = exp.train_step().jit().lower(exp.layout.abstract, exp.abstract_batch())
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
     lowered.compile()

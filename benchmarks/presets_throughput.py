@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from radfm_jax.config import presets
 from radfm_jax.config.schema import (
@@ -24,15 +23,8 @@ from radfm_jax.config.schema import (
     MeshConfig,
     ModelConfig,
 )
-from radfm_jax.data.device_put import to_global_batch
 from radfm_jax.parallel.chips import chip_for_device
-from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.tools.aot_compile import plan_train_step
-from radfm_jax.train.compile import abstract_batch
-from radfm_jax.train.flops import train_step_flops
-from radfm_jax.train.optimizer import make_optimizer
-from radfm_jax.train.state import init_train_state
-from radfm_jax.train.tasks import make_task
+from radfm_jax.train.experiment import Experiment
 
 
 def preset_config(size: str, args: argparse.Namespace) -> ExperimentConfig:
@@ -49,18 +41,11 @@ def preset_config(size: str, args: argparse.Namespace) -> ExperimentConfig:
 
 
 def measure(config: ExperimentConfig, steps: int, peak_flops: float | None) -> dict:
-    mesh = make_mesh(config.mesh)
-    layout, step = plan_train_step(config, mesh, config.data.vocab_size)
-    state = init_train_state(layout, make_task(config, config.data.vocab_size, mesh).model_factory,
-                             make_optimizer(config.optim, config.total_steps))
-    rng = np.random.default_rng(0)
-    specs = abstract_batch(config, mesh)
-    host = {"image": rng.normal(size=specs["image"].shape).astype(np.float32),
-            "tokens": rng.integers(3, config.data.vocab_size, specs["tokens"].shape).astype(np.int32),
-            "labels": np.zeros(specs["labels"].shape, np.int8)}
-    batch = to_global_batch(host, {k: s.sharding for k, s in specs.items()})
+    exp = Experiment.plan(config)
+    state = exp.init_state()
+    batch = exp.random_batch()
     start = time.perf_counter()
-    compiled = step.jit().lower(state, batch).compile()
+    compiled = exp.train_step().jit().lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     state, metrics = compiled(state, batch)  # warm-up
     jax.block_until_ready(metrics)
@@ -71,12 +56,12 @@ def measure(config: ExperimentConfig, steps: int, peak_flops: float | None) -> d
     step_s = (time.perf_counter() - start) / steps
     devices = jax.device_count()
     chip = chip_for_device(jax.devices()[0], peak_flops=peak_flops)
-    model_flops = train_step_flops(config).model
+    model_flops = exp.flops().model
     return {
         "config": config.name,
         "device_kind": jax.devices()[0].device_kind,
         "devices": devices,
-        "parameters": int(sum(x.size for x in jax.tree.leaves(layout.abstract.params))),
+        "parameters": exp.num_params,
         "batch_size": config.batch_size,
         "image_size": config.data.input_size,
         "compute_dtype": config.model.compute_dtype,

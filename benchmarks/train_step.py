@@ -12,35 +12,16 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from radfm_jax.config.loading import load_experiment
-from radfm_jax.data.device_put import to_global_batch
-from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.train.loop import build_step
-from radfm_jax.train.optimizer import make_optimizer
-from radfm_jax.train.state import init_train_state, plan_state
-from radfm_jax.train.step import batch_shardings
-from radfm_jax.train.tasks import make_task
+from radfm_jax.train.experiment import Experiment
 
 
 def measure(config, vocab_size: int, steps: int) -> dict:
-    mesh = make_mesh(config.mesh)
-    task = make_task(config, vocab_size, mesh)
-    tx = make_optimizer(config.optim, config.total_steps)
-    layout = plan_state(task.model_factory, tx, mesh, config.mesh.rules)
-    state = init_train_state(layout, task.model_factory, tx)
-    step = build_step(config, layout, tx, mesh, task).jit()
-    rng = np.random.default_rng(0)
-    size, length, batch_size = config.data.input_size, config.data.max_text_len, config.batch_size
-    batch = to_global_batch(
-        {
-            "image": rng.normal(size=(batch_size, size, size, 1)).astype(np.float32),
-            "tokens": rng.integers(3, vocab_size, (batch_size, length)).astype(np.int32),
-            "labels": np.zeros((batch_size, 7), np.int8),
-        },
-        batch_shardings(mesh),
-    )
+    exp = Experiment.plan(config, vocab_size)
+    state = exp.init_state()
+    step = exp.train_step().jit()
+    batch = exp.random_batch()
     start = time.perf_counter()
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
@@ -54,11 +35,11 @@ def measure(config, vocab_size: int, steps: int) -> dict:
         "config": config.name,
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,
-        "parameters": int(sum(x.size for x in jax.tree.leaves(layout.abstract.params))),
-        "batch_size": batch_size,
+        "parameters": exp.num_params,
+        "batch_size": config.batch_size,
         "first_step_s": compile_s,
         "step_time_s": step_s,
-        "examples_per_sec": batch_size / step_s,
+        "examples_per_sec": config.batch_size / step_s,
     }
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-from radfm_jax.errors import CheckpointError, ConfigError
+from radfm_jax.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +97,49 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    """The verb's work; JAX and the heavy modules are imported only by the verbs that need them."""
+    if args.verb in ("train", "eval", "generate"):
+        from radfm_jax.parallel.multihost import initialize_distributed
+        from radfm_jax.train.checkpoint import quiet_abandoned_reads
+
+        if args.verb == "train":
+            from absl import flags
+
+            from radfm_jax.config.loading import load_experiment
+
+            config = load_experiment(args.config, args.overrides)  # checked before JAX starts
+            # Grain's worker processes read absl flags (google/grain#1355): keep their defaults.
+            flags.FLAGS.mark_as_parsed()
+        initialize_distributed()
+        with quiet_abandoned_reads():  # a failed restore must end in its one-line message
+            if args.verb == "train":
+                from radfm_jax.train.loop import train
+
+                train(config, args.workdir, allow_config_change=args.allow_config_change)
+            elif args.verb == "eval":
+                from radfm_jax.train.from_checkpoint import evaluate_workdir
+
+                evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
+            else:
+                from radfm_jax.train.from_checkpoint import generate_workdir
+
+                generate_workdir(args.workdir, args.out, step=args.step, overrides=args.overrides)
+        return 0
+    if args.verb == "compile":
+        from radfm_jax.config.loading import load_experiment
+        from radfm_jax.tools.aot_compile import run_compile
+
+        run_compile(load_experiment(args.config, args.overrides), args.topology, peak_tflops=args.peak_tflops,
+                    json_out=args.json)
+        return 0
+    if args.verb == "data":
+        from radfm_jax.data.check import run_check
+
+        return run_check(args.name, args.overrides)
+    return _sweep(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -106,55 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     # TFDS warns through absl on every non-default synthetic_cxr size; our errors say enough.
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
-        if args.verb == "train":
-            from radfm_jax.config.loading import load_experiment
-
-            config = load_experiment(args.config, args.overrides)
-            from radfm_jax.parallel.multihost import (
-                initialize_distributed,  # JAX: after the config is checked
-            )
-
-            initialize_distributed()
-            from radfm_jax.train.loop import train
-
-            train(config, args.workdir, allow_config_change=args.allow_config_change)
-        elif args.verb == "eval":
-            from radfm_jax.parallel.multihost import initialize_distributed
-
-            initialize_distributed()
-            from radfm_jax.train.evaluate import evaluate_workdir
-
-            evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
-        elif args.verb == "generate":
-            from radfm_jax.parallel.multihost import initialize_distributed
-
-            initialize_distributed()
-            from radfm_jax.train.evaluate import generate_workdir
-
-            generate_workdir(args.workdir, args.out, step=args.step, overrides=args.overrides)
-        elif args.verb == "compile":
-            from radfm_jax.config.loading import load_experiment
-
-            config = load_experiment(args.config, args.overrides)
-            from radfm_jax.tools.aot_compile import run_compile
-
-            run_compile(config, args.topology, peak_tflops=args.peak_tflops, json_out=args.json)
-        elif args.verb == "data":
-            from radfm_jax.data.check import run_check
-
-            return run_check(args.name, args.overrides)
-        elif args.verb == "sweep":
-            return _sweep(args)
-    except CheckpointError as err:
-        # A failed restore leaves tensorstore reads running in background threads; exit at once
-        # so their teardown noise cannot bury the message (nothing is being written).
+        return _run(args)
+    except ConfigError as err:  # CheckpointError included
         print(f"radfm {args.verb}: error: {err}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(2)
-    except ConfigError as err:
-        print(f"radfm {args.verb}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -87,6 +87,17 @@ def _slurm(*args: str) -> tuple[str, list[str]]:
     return "\n".join(out[1:-1]) + "\n", shlex.split(out[-1])
 
 
+def _run_job(script: str, folder: Path) -> subprocess.CompletedProcess:
+    """The batch script run by bash with the fake tools of _fake_tools on its PATH."""
+    path = folder / "job.sh"
+    path.write_text(script)
+    tools = folder / "bin"
+    tools.mkdir()
+    result = subprocess.run(["bash", str(path)], env=_fake_tools(tools), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def _fake_tools(folder: Path) -> dict:
     """scontrol lists two nodes; srun starts the task command as 4 tasks (2 per node); radfm
     prints its environment and arguments."""
@@ -113,12 +124,7 @@ def test_slurm_batch_script_and_submission(tmp_path):
         assert f"#SBATCH {directive}\n" in script
     assert "srun " in script
 
-    path = tmp_path / "job.sh"
-    path.write_text(script)
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    result = subprocess.run(["bash", str(path)], env=_fake_tools(tools), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = _run_job(script, tmp_path)
     port = 20000 + 123 % 20000
     args = shlex.join([*RADFM[1:], "--set", "batch_size=64"])
     assert result.stdout.splitlines() == [
@@ -129,10 +135,5 @@ def test_slurm_batch_script_and_submission(tmp_path):
 def test_slurm_one_process_per_node_sees_all_its_gpus(tmp_path):
     script, _ = _slurm("--nodes", "2", "--gpus-per-node", "8", "--per", "node")
     assert "#SBATCH --ntasks-per-node=1\n" in script and "#SBATCH --gpus-per-node=8\n" in script
-    path = tmp_path / "job.sh"
-    path.write_text(script)
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    result = subprocess.run(["bash", str(path)], env=_fake_tools(tools), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = _run_job(script, tmp_path)
     assert all("devices=all" in line for line in result.stdout.splitlines())

@@ -5,12 +5,21 @@
     radfm data check mimic_cxr --set data.manual_dir=/data/mimic-cxr-jpg/2.1.0 --set data.image_size=224
 """
 
-import sys
-from pathlib import Path
+from radfm_jax.config import presets
+from radfm_jax.config.overrides import with_fields
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.objectives.clip import ClipConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
-from real_cxr import real_cxr_clip  # noqa: E402
 
-
-def get_config(arg: str = ""):
-    return real_cxr_clip("mimic_cxr", arg)
+def get_config(arg: str = "") -> ExperimentConfig:
+    # The real-CXR recipe (ViT-S/16 at 224 px, 20,000 steps of 256); see presets.real_cxr.
+    config = with_fields(presets.real_cxr("mimic_cxr"), {"objective": ClipConfig()})
+    if arg == "":
+        return config
+    if arg == "smoke":  # tiny, float32, for tests on a fake copy of the data set's layout
+        return presets.smoke(with_fields(config, {
+            "model.image.pool": "mean",
+            "model.text": presets.text("Ti", width=32, depth=2, heads=2),
+            "model.compute_dtype": "float32",
+        }))
+    raise ValueError(f"unknown variant {arg!r}; use '' (the default) or 'smoke'")

@@ -9,10 +9,15 @@ on the test split).
 `:smoke` is a 2 x 2 grid of tiny points for tests (the clip smoke data, 4 steps each).
 """
 
+from pathlib import Path
+
 from radfm_jax.config.loading import load_experiment
 from radfm_jax.scaling.sweep import Sweep, grid
 
+# The base experiment, as emitted TPU commands name it (relative to the repository root), and
+# where this file finds it from any working directory.
 BASE = "experiments/synthetic_cxr/clip.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
 STEPS = 300
 # Batch 64 at 64 px; one evaluation at the last step, on the first 1,000 test studies; a
 # checkpoint half way so a stopped point resumes. The demo's CLIP towers (patch 8, attention
@@ -39,13 +44,13 @@ DATA_PATIENTS = [1000, 3000, 10000]
 
 def get_sweep(arg: str = "") -> Sweep:
     if arg == "":
-        base = load_experiment(BASE, BASE_OVERRIDES)
+        base = load_experiment(str(REPOSITORY / BASE), BASE_OVERRIDES)
         return grid(base, model_sizes=DEMO_MODEL_SIZES, data_patients=DATA_PATIENTS, steps=[STEPS],
                     vocab_size=base.data.vocab_size, name="synthetic_cxr_demo", base_spec=BASE,
                     base_overrides=BASE_OVERRIDES)
     if arg == "smoke":
         spec, overrides = f"{BASE}:smoke", ("eval_every=4", "checkpoint_every=2", "log_every=1")
-        base = load_experiment(spec, overrides)
+        base = load_experiment(str(REPOSITORY / spec), overrides)
         return grid(base, model_sizes=["XXS", {"name": "w16", "model.image.width": 16, "model.text.width": 16}],
                     data_patients=[50, 100], steps=[4], vocab_size=base.data.vocab_size,
                     name="synthetic_cxr_demo_smoke", base_spec=spec, base_overrides=overrides)

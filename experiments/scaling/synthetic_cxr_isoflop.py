@@ -6,14 +6,24 @@ for the compute-optimal size (Hoffmann et al. 2022, approach 2).
     radfm sweep run experiments/scaling/synthetic_cxr_isoflop.py --root runs/scaling_isoflop
 """
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_cxr_demo import BASE, MODEL_SIZES  # noqa: E402
 
 from radfm_jax.config.loading import load_experiment
 from radfm_jax.scaling.sweep import Sweep, isoflop
+
+# The base experiment, as emitted TPU commands name it (relative to the repository root), and
+# where this file finds it from any working directory.
+BASE = "experiments/synthetic_cxr/clip.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
+# The demo's CLIP towers (patch 8, attention pooling) at three widths and depths.
+MODEL_SIZES = [
+    {"name": "w32", "model.image.width": 32, "model.image.heads": 2, "model.image.depth": 1,
+     "model.text.width": 32, "model.text.heads": 2, "model.text.depth": 1},
+    {"name": "w64", "model.image.width": 64, "model.image.heads": 2, "model.image.depth": 1,
+     "model.text.width": 64, "model.text.heads": 2, "model.text.depth": 1},
+    {"name": "w128", "model.image.width": 128, "model.image.heads": 4, "model.image.depth": 2,
+     "model.text.width": 128, "model.text.heads": 4, "model.text.depth": 2},
+]
 
 # Model FLOPs per step at batch 64: w32 0.90 G, w64 3.1 G, w128 22 G. The smallest budget gives
 # w128 68 steps, the largest gives w32 6,659 (about 40 minutes for the sweep on 2 CPU cores).
@@ -27,6 +37,6 @@ BASE_OVERRIDES = ("batch_size=64", "eval_every=1000000", "checkpoint_every=200",
 def get_sweep(arg: str = "") -> Sweep:
     if arg:
         raise ValueError(f"unknown variant {arg!r}; this sweep has none")
-    base = load_experiment(BASE, BASE_OVERRIDES)
+    base = load_experiment(str(REPOSITORY / BASE), BASE_OVERRIDES)
     return isoflop(base, budgets=BUDGETS, model_sizes=MODEL_SIZES, vocab_size=base.data.vocab_size, min_steps=50,
                    name="synthetic_cxr_isoflop", base_spec=BASE, base_overrides=BASE_OVERRIDES)

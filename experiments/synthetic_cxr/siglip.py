@@ -1,15 +1,35 @@
-"""SigLIP-style (pairwise sigmoid) image-report pretraining on synthetic_cxr.
+"""SigLIP-style (pairwise sigmoid) image-report pretraining on synthetic_cxr: the CLIP demo's
+towers, data and schedule with the sigmoid loss.
 
     radfm train --config experiments/synthetic_cxr/siglip.py --workdir runs/siglip
+    radfm train --config experiments/synthetic_cxr/siglip.py:smoke --workdir /tmp/siglip_smoke
 """
 
-import sys
-from pathlib import Path
+from radfm_jax.config import presets
+from radfm_jax.config.overrides import with_fields
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.objectives.siglip import SiglipConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import contrastive_config  # noqa: E402
 
-
-def get_config(arg: str = ""):
-    # SigLIP's initialisation: logit scale 10, bias -10.
-    return contrastive_config("siglip", arg, init_temperature=10.0, init_bias=-10.0)
+def get_config(arg: str = "") -> ExperimentConfig:
+    config = with_fields(presets.synthetic_cxr_cpu(), {
+        "name": "synthetic_cxr_siglip",
+        "objective": SiglipConfig(),
+        "model.image": presets.vit("Ti", patch_size=8, width=128, depth=1, heads=4, pool="map"),
+        "model.text": presets.text("Ti", width=128, depth=1, heads=4, pool="mean"),
+        "model.embed_dim": 128,
+        "model.scan_layers": False,
+        # SigLIP's initialisation: logit scale 10, bias -10.
+        "model.init_temperature": 10.0,
+        "model.init_bias": -10.0,
+        "data.report_sentence_sampling": 0.5,
+    })
+    if arg == "":
+        return config
+    if arg == "smoke":
+        return presets.smoke(with_fields(config, {
+            "data.augment": True,
+            "model.image.pool": "mean",
+            "model.text": presets.text("Ti", width=32, depth=2, heads=2),
+        }))
+    raise ValueError(f"unknown variant {arg!r}; use '' (the CPU-sized run) or 'smoke'")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
+import runpy
 from pathlib import Path
 
 from radfm_jax.config.overrides import apply_overrides
@@ -18,10 +18,7 @@ def call_spec_file(spec: str, function: str, result_type: type, kind: str, examp
     path = Path(path_text)
     if not path.is_file():
         raise ConfigError(f"{kind} file '{path}' not found; pass e.g. {example}")
-    module_spec = importlib.util.spec_from_file_location(f"_radfm_{function}_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    fn = getattr(module, function, None)
+    fn = runpy.run_path(str(path)).get(function)
     if fn is None:
         raise ConfigError(f"'{path}' defines no {function}(arg: str = '') function")
     try:
@@ -42,7 +39,14 @@ def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> E
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Cross-field checks a single field's type cannot express."""
+    """Cross-field checks a single field's type cannot express: the experiment's own, the data
+    set's name (data/builders/registry.py), each tower's (models/towers.py) and the
+    objective's (objectives/__init__.py)."""
+    from radfm_jax.data.builders.registry import builder_class
+    from radfm_jax.models.towers import IMAGE_TOWERS, PIXEL_DECODERS, REPORT_DECODERS, TEXT_TOWERS
+    from radfm_jax.objectives import OBJECTIVES
+    from radfm_jax.objectives.base import image_shape
+
     positive = {
         "total_steps": config.total_steps,
         "batch_size": config.batch_size,
@@ -57,33 +61,13 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"'{key}' must be positive, got {value}")
     if config.eval_every < 0:
         raise ConfigError(f"'eval_every' must be >= 0 (0 = no evaluation), got {config.eval_every}")
-    image = config.model.image
-    if config.data.input_size % image.patch_size:
-        raise ConfigError(
-            f"data.input_size={config.data.input_size} is not divisible by "
-            f"model.image.patch_size={image.patch_size}"
-        )
-    towers = (("image", image), ("text", config.model.text), ("decoder", config.model.decoder),
-              ("mae_decoder", config.model.mae_decoder))
-    for tower, cfg in towers:
-        if cfg.width % cfg.heads:
-            raise ConfigError(f"model.{tower}.width={cfg.width} is not divisible by model.{tower}.heads={cfg.heads}")
-    objective = config.objective
-    if not 0.0 < objective.mask_ratio < 1.0:
-        raise ConfigError(f"objective.mask_ratio must be in (0, 1), got {objective.mask_ratio}")
-    if not 0.0 <= objective.parallel_fraction <= 1.0:
-        raise ConfigError(f"objective.parallel_fraction must be in [0, 1], got {objective.parallel_fraction}")
-    if not 0 <= config.model.decoder.unimodal_depth <= config.model.decoder.depth:
-        raise ConfigError(
-            f"model.decoder.unimodal_depth={config.model.decoder.unimodal_depth} must be between 0 "
-            f"and model.decoder.depth={config.model.decoder.depth}"
-        )
-    if objective.name == "coca" and config.model.decoder.unimodal_depth == 0:
-        raise ConfigError("objective.name=coca reads its text embedding from unimodal decoder blocks; "
-                          "set model.decoder.unimodal_depth >= 1")
-    if objective.name == "coca" and objective.parallel_fraction:
-        raise ConfigError("objective.parallel_fraction (CapPa) applies to objective.name=caption; "
-                          "CoCa's text embedding needs the causal inputs. Set it to 0")
     sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
     if sum(size == -1 for size in sizes) > 1 or any(size == 0 or size < -1 for size in sizes):
         raise ConfigError(f"mesh sizes {sizes}: use positive sizes and at most one -1")
+    builder_class(config.data.name)  # a registered data set
+    model = config.model
+    IMAGE_TOWERS[model.image.name].check(model.image, image_shape(config))
+    TEXT_TOWERS[model.text.name].check(model.text)
+    REPORT_DECODERS[model.decoder.name].check(model.decoder)
+    PIXEL_DECODERS[model.mae_decoder.name].check(model.mae_decoder)
+    OBJECTIVES[config.objective.name].check(config)

@@ -1,12 +1,17 @@
-"""Named model sizes: ViT Ti / S / B / L (Dosovitskiy et al.; Touvron et al. for Ti and S), and
-the ladder of sizes scaling sweeps step through."""
+"""Shared starting points of experiment files: named model sizes (ViT Ti / S / B / L;
+Dosovitskiy et al., Touvron et al. for Ti and S), the ladder of sizes scaling sweeps step
+through, and the bases experiment files state their differences from (`synthetic_cxr_cpu`,
+`real_cxr`, and the `smoke` variant of any experiment)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import NamedTuple
 
-from radfm_jax.config.schema import ImageTowerConfig, TextTowerConfig
+from radfm_jax.config.overrides import with_fields
+from radfm_jax.config.schema import DataConfig, EvalConfig, ExperimentConfig, MeshConfig, OptimConfig
+from radfm_jax.models.text import TextTransformerConfig
+from radfm_jax.models.vit import ViTConfig
 
 # size -> (width, depth, heads); every size uses mlp_ratio 4.
 VIT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -23,19 +28,19 @@ def _size(size: str) -> tuple[int, int, int]:
     return VIT_SIZES[size]
 
 
-def vit(size: str, patch_size: int = 16, **overrides) -> ImageTowerConfig:
+def vit(size: str, patch_size: int = 16, **overrides) -> ViTConfig:
     """The ViT-<size>/<patch_size> image tower, e.g. vit("B", 16) is ViT-B/16."""
     width, depth, heads = _size(size)
-    cfg = ImageTowerConfig(
+    cfg = ViTConfig(
         patch_size=patch_size, width=width, depth=depth, heads=heads, mlp_ratio=4.0
     )
     return dataclasses.replace(cfg, **overrides)
 
 
-def text(size: str, depth: int = 12, **overrides) -> TextTowerConfig:
+def text(size: str, depth: int = 12, **overrides) -> TextTransformerConfig:
     """A text tower with the width and heads of ViT-<size> (CLIP-style: depth 12 by default)."""
     width, _, heads = _size(size)
-    cfg = TextTowerConfig(width=width, depth=depth, heads=heads, mlp_ratio=4.0)
+    cfg = TextTransformerConfig(width=width, depth=depth, heads=heads, mlp_ratio=4.0)
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -63,3 +68,56 @@ def ladder() -> list[LadderSize]:
     """The model sizes of scaling sweeps, smallest first: (width, depth, heads) given to both the
     image and the text tower (mlp_ratio and patch size stay the base config's)."""
     return list(_LADDER)
+
+
+def synthetic_cxr_cpu() -> ExperimentConfig:
+    """Data, optimizer, schedule, mesh and evaluation of the synthetic_cxr experiments, sized for
+    a 2-core CPU (data + 2,000 steps + evaluation within 15 minutes for the contrastive demo).
+    The experiment file names its objective and towers."""
+    return ExperimentConfig(
+        seed=0,
+        total_steps=2000,
+        batch_size=128,
+        log_every=50,
+        eval_every=1000,
+        checkpoint_every=1000,
+        data=DataConfig(name="synthetic_cxr", image_size=64, input_size=64, max_text_len=64, augment=False),
+        optim=OptimConfig(learning_rate=2e-3, warmup_steps=100, weight_decay=0.05),
+        mesh=MeshConfig(data=-1, fsdp=1, tensor=1, rules="fsdp"),
+        eval=EvalConfig(batch_size=256),
+    )
+
+
+def smoke(config: ExperimentConfig) -> ExperimentConfig:
+    """The `smoke` variant of an experiment: tiny, seconds per step, for tests and a first
+    look. Same objective, towers' kinds and pooling; scanned layers so the tests exercise scan."""
+    model = config.model
+    return with_fields(config, {
+        "name": config.name + "_smoke",
+        "total_steps": 20, "batch_size": 16, "log_every": 5, "eval_every": 10, "checkpoint_every": 10,
+        "data.num_train": 400, "data.num_val": 40, "data.num_test": 80, "data.image_size": 32,
+        "data.input_size": 32, "data.max_text_len": 32, "data.vocab_size": 256,
+        "model.image": vit("Ti", patch_size=8, width=32, depth=2, heads=2, pool=model.image.pool),
+        "model.decoder.width": 32, "model.decoder.heads": 2,
+        "model.mae_decoder": dataclasses.replace(model.mae_decoder, width=32, depth=1, heads=2),
+        "model.embed_dim": 16, "model.scan_layers": True,
+        "eval.batch_size": 32, "eval.probe_train_examples": 200, "eval.generate.max_examples": 32,
+    })
+
+
+def real_cxr(dataset: str) -> ExperimentConfig:
+    """CLIP on a real chest X-ray report data set read from the user's copy
+    (`--set data.manual_dir=...` for the first build): ViT-S/16 at 224 px, a 6-layer text tower
+    of the same width, bfloat16 compute, 20,000 steps of 256."""
+    return with_fields(synthetic_cxr_cpu(), {
+        "name": f"{dataset}_clip",
+        "total_steps": 20_000, "batch_size": 256, "eval_every": 2_000, "checkpoint_every": 2_000,
+        "data.name": dataset, "data.text_target": "both", "data.uncertain_policy": "ignore",
+        "data.image_size": 224, "data.input_size": 224, "data.max_text_len": 128, "data.vocab_size": 8192,
+        "data.augment": True,
+        "model.image": vit("S", patch_size=16, pool="map"),
+        "model.text": text("S", depth=6),
+        "model.embed_dim": 512, "model.scan_layers": True, "model.compute_dtype": "bfloat16",
+        "model.init_temperature": 1 / 0.07,
+        "optim.learning_rate": 5e-4, "optim.warmup_steps": 1_000,
+    })

@@ -1,18 +1,89 @@
-"""Typed, frozen experiment configuration. Data only: no logic lives here."""
+"""Typed, frozen experiment configuration. Data only: no logic lives here.
+
+Objectives and towers are plug-ins: each declares its own config dataclass in its own module
+(objectives/<name>.py, models/<tower>.py), subclassing one of the bases below and carrying a
+`name`. A field typed with such a base holds whichever subclass the explicit mapping
+(objectives/__init__.py OBJECTIVES, models/towers.py) lists under that name; `choices()` points
+the override parser and the JSON loader at that mapping.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Literal
+
+
+class Choice:
+    """A config chosen by its `name` field from an explicit mapping (see `choices`)."""
+
+    name: str
+    # What the mapping is called in messages ("objective", "image tower", ...); for a tower, also
+    # its slot in models/towers.py TOWERS.
+    kind: str = ""
+
+    @classmethod
+    def choices(cls) -> Mapping[str, type]:
+        """name -> config class of every registered choice of this kind."""
+        from radfm_jax.models.towers import TOWERS
+
+        return {name: tower.Config for name, tower in TOWERS[cls.kind].items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig(Choice):
+    """Base of every objective's config (objectives/__init__.py OBJECTIVES)."""
+
+    kind = "objective"
+
+    @classmethod
+    def choices(cls) -> Mapping[str, type]:
+        from radfm_jax.objectives import OBJECTIVES
+
+        return {name: objective.Config for name, objective in OBJECTIVES.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTowerConfig(Choice):
+    """Base of image tower configs (models/towers.py IMAGE_TOWERS)."""
+
+    kind = "image tower"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTowerConfig(Choice):
+    """Base of text tower configs (models/towers.py TEXT_TOWERS)."""
+
+    kind = "text tower"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportDecoderConfig(Choice):
+    """Base of report decoder configs (models/towers.py REPORT_DECODERS)."""
+
+    kind = "report decoder"
+
+
+@dataclasses.dataclass(frozen=True)
+class MaeDecoderConfig(Choice):
+    """Base of MAE pixel decoder configs (models/towers.py PIXEL_DECODERS)."""
+
+    kind = "pixel decoder"
+
+
+def _default(base: type[Choice], name: str):
+    """A field default: the `name` choice of `base` with its own defaults, built when an
+    experiment config is made (the mapping's modules import Flax; importing this one must not)."""
+    return dataclasses.field(default_factory=lambda: base.choices()[name]())
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which prepared data set to read and how to turn records into model inputs."""
 
-    name: Literal[
-        "synthetic_cxr", "mimic_cxr", "chexpert", "chexpert_plus", "openi", "nih_cxr14", "ct_rate"
-    ] = "synthetic_cxr"
+    # A data set of data/builders/registry.py BUILDERS: synthetic_cxr, mimic_cxr, chexpert,
+    # chexpert_plus, openi, nih_cxr14, ct_rate.
+    name: str = "synthetic_cxr"
     # Where prepared data sets live; "" means ~/.cache/radfm_jax/data (RADFM_DATA_DIR overrides).
     data_dir: str = ""
     # Real data sets: the user's own copy in its published layout (TFDS manual_dir).
@@ -50,76 +121,22 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageTowerConfig:
-    """A ViT. Use radfm_jax.config.presets.vit(...) for the named sizes Ti / S / B / L."""
-
-    patch_size: int = 8
-    width: int = 192
-    depth: int = 12
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    pool: Literal["cls", "mean", "map"] = "mean"  # map = multihead attention pooling
-
-
-@dataclasses.dataclass(frozen=True)
-class TextTowerConfig:
-    """A pre-norm causal-free transformer over report tokens; vocab comes from the tokenizer."""
-
-    width: int = 192
-    depth: int = 4
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    pool: Literal["eos", "mean"] = "eos"
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderConfig:
-    """A pre-norm transformer decoder: the report decoder of captioners and CoCa (causal,
-    cross-attending to image tokens after `unimodal_depth` text-only blocks) or MAE's pixel
-    decoder (bidirectional; unimodal_depth unused)."""
-
-    width: int = 128
-    depth: int = 2
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    unimodal_depth: int = 0  # CoCa: leading causal blocks without cross-attention
-
-
-@dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    image: ImageTowerConfig = ImageTowerConfig()
-    text: TextTowerConfig = TextTowerConfig()  # the contrastive text tower (clip, siglip)
-    decoder: DecoderConfig = DecoderConfig()  # report decoder (caption, coca)
-    mae_decoder: DecoderConfig = DecoderConfig(width=128, depth=2, heads=4)  # pixel decoder (mae)
+    """The towers an objective may build, each chosen by its `name`, and settings they share.
+    An objective reads the slots it needs (a CLIP run ignores the decoders)."""
+
+    image: ImageTowerConfig = _default(ImageTowerConfig, "vit")
+    text: TextTowerConfig = _default(TextTowerConfig, "transformer")  # contrastive text tower
+    decoder: ReportDecoderConfig = _default(ReportDecoderConfig, "transformer")  # caption, coca
+    mae_decoder: MaeDecoderConfig = _default(MaeDecoderConfig, "transformer")  # mae
     embed_dim: int = 128
     scan_layers: bool = True
     # What each transformer block keeps for the backward pass (models/layers.py REMAT_POLICIES):
-    # none | full | dots | dots_no_batch | save_qkv_proj. Old configs' True/False = full/none.
+    # none | full | dots | dots_no_batch | save_qkv_proj.
     remat: Literal["none", "full", "dots", "dots_no_batch", "save_qkv_proj"] = "none"
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     init_temperature: float = 10.0  # logit scale = init_temperature at start (CLIP: 1/0.07)
     init_bias: float = -10.0  # sigmoid-loss bias (SigLIP)
-
-
-@dataclasses.dataclass(frozen=True)
-class ObjectiveConfig:
-    # clip / siglip: image-report contrastive; mae: masked image modelling; caption: report
-    # generation (optionally CapPa); coca: contrastive + captioning.
-    name: Literal["clip", "siglip", "mae", "caption", "coca"] = "clip"
-    # SigLIP only: the paper's chunked form; text embeddings rotate around the batch devices
-    # so no device holds more than a (B/devices)^2 block of logits. Same loss and gradients.
-    chunked: bool = False
-    # mae: fraction of patches hidden from the encoder; loss on per-patch normalised pixels.
-    mask_ratio: float = 0.75
-    norm_pix_loss: bool = True
-    # caption / coca: fraction of examples trained by parallel prediction (CapPa: all decoder
-    # inputs masked, no causal mask); label smoothing of the token cross-entropy.
-    parallel_fraction: float = 0.0
-    label_smoothing: float = 0.0
-    # coca: the contrastive loss and the weights of the two terms.
-    contrastive: Literal["clip", "siglip"] = "clip"
-    contrastive_weight: float = 1.0
-    caption_weight: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +205,8 @@ class ExperimentConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    objective: ObjectiveConfig = ObjectiveConfig()
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = _default(ObjectiveConfig, "clip")
     optim: OptimConfig = OptimConfig()
     mesh: MeshConfig = MeshConfig()
     eval: EvalConfig = EvalConfig()

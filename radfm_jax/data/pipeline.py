@@ -40,6 +40,7 @@ import numpy as np
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data import transforms as T
 from radfm_jax.data.tokenizer import Tokenizer, train_tokenizer
+from radfm_jax.errors import ConfigError
 
 # Threads reading and transforming whole local batches in each reading process.
 _DEFAULT_READ_THREADS = 8
@@ -106,37 +107,47 @@ def make_train_loader(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    keys: Sequence[str] | None = None,
+    extra_transforms: Sequence[T.Transform] = (),
 ) -> grain.DatasetIterator:
     """An infinite, checkpointable iterator of this process's share of each global batch.
 
     Yields {"image": float32 (L, H, W, 1), "tokens": int32 (L, max_text_len),
-    "labels": int8 (L, 7)} with L = global_batch_size // process_count.
+    "labels": int8 (L, 7)} with L = global_batch_size // process_count; `extra_transforms`
+    (an objective's own, e.g. extra views) run after the standard ones, and `keys`, when given,
+    are the entries kept (what the objective's batch holds).
     """
     local_batch = _local_batch_size("global_batch_size", global_batch_size, process_index, process_count)
     ds = grain.MapDataset.source(source)
     if len(ds) == 0:
         raise ValueError("The training split is empty.")
-    transforms = T.train_transforms(tokenizer, data_cfg)
+    transforms = [*T.train_transforms(tokenizer, data_cfg), *extra_transforms]
     shuffle_seed, *aug_seeds = _derive_seeds(seed, 1 + len(transforms))
     ds = ds.shuffle(seed=shuffle_seed).repeat(None)
     ds = _apply(ds, transforms, aug_seeds)
+    if keys is not None:
+        ds = ds.map(_Select(_check_keys(ds[0], keys)))
     ds = ds.batch(local_batch, drop_remainder=True)
     ds = ds[process_index::process_count]
     it_ds = ds.to_iter_dataset(_read_options(data_cfg))
     if data_cfg.worker_count > 0:
-        _ensure_absl_flags_parsed()
+        _require_absl_flags_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.worker_count))
     return iter(it_ds)
 
 
-def _ensure_absl_flags_parsed() -> None:
-    """Grain 0.2.18's mp_prefetch reads an absl flag and fails in programs that never parsed
-    absl flags (google/grain#1355, fixed upstream by #1362). Marking them parsed keeps every
-    default; a program that parses its own absl flags is unaffected."""
+def _require_absl_flags_parsed() -> None:
+    """Grain 0.2.18's worker processes read absl flags and fail in programs that never parsed
+    them (google/grain#1355, fixed upstream by #1362). Parsing flags is the program's business:
+    the radfm CLI does it; a library must not, so other programs are told how."""
     from absl import flags
 
     if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+        raise ConfigError(
+            "data.worker_count > 0 starts Grain worker processes, which read absl flags that this "
+            "program has not parsed (Grain 0.2.18, google/grain#1355); call "
+            "absl.flags.FLAGS.mark_as_parsed() first (the radfm CLI does), or set data.worker_count=0"
+        )
 
 
 def num_eval_batches(num_examples: int, batch_size: int) -> int:
@@ -177,6 +188,22 @@ def make_eval_batches(
         yield from it
     finally:
         it.close()
+
+
+def _check_keys(example: dict, keys: Sequence[str]) -> tuple[str, ...]:
+    missing = [key for key in keys if key not in example]
+    if missing:
+        raise ConfigError(f"the objective's batch needs {missing}, but the data pipeline yields {sorted(example)}; "
+                          "add a transform that makes them (Objective.data_transforms)")
+    return tuple(keys)
+
+
+class _Select(grain.transforms.Map):
+    def __init__(self, keys: tuple[str, ...]):
+        self.keys = keys
+
+    def map(self, element):
+        return {key: element[key] for key in self.keys}
 
 
 class _AddMask(grain.transforms.Map):

@@ -13,19 +13,21 @@ import jax.numpy as jnp
 from flax import nnx
 
 from radfm_jax.config.schema import ModelConfig
-from radfm_jax.models.decoder import Cache, TextDecoder, causal_mask, decoder_inputs
+from radfm_jax.models.decoder import Cache, causal_mask, decoder_inputs
 from radfm_jax.models.layers import dense, layer_norm, param
 from radfm_jax.models.text import EOS_ID
+from radfm_jax.models.towers import build_image_tower, build_report_decoder
 from radfm_jax.models.two_tower import MAX_LOGIT_SCALE, l2_normalize
-from radfm_jax.models.vit import ViT
 
 
 class Captioner(nnx.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, max_text_len: int, image_size: int, rngs: nnx.Rngs):
-        dtype = jnp.dtype(cfg.compute_dtype)
-        common = dict(dtype=dtype, scan_layers=cfg.scan_layers, remat=cfg.remat, rngs=rngs)
-        self.image = ViT(cfg.image, image_size, **common)
-        self.decoder = TextDecoder(cfg.decoder, vocab_size, max_text_len, cfg.image.width, **common)
+    """The image tower (model.image) and the report decoder (model.decoder) cross-attending to
+    its tokens."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, max_text_len: int, image_shape: tuple[int, ...],
+                 rngs: nnx.Rngs):
+        self.image = build_image_tower(cfg, image_shape, rngs)
+        self.decoder = build_report_decoder(cfg, vocab_size, max_text_len, self.image.width, rngs)
         self.max_text_len = max_text_len
 
     def context(self, images: jax.Array) -> jax.Array:
@@ -65,11 +67,12 @@ class CoCa(Captioner):
     CoCa's attentional pooler), text embedding from the unimodal decoder blocks at the EOS
     input (causal, so it has read the whole report); one decoder pass serves both losses."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, max_text_len: int, image_size: int, rngs: nnx.Rngs):
-        super().__init__(cfg, vocab_size, max_text_len, image_size, rngs)
+    def __init__(self, cfg: ModelConfig, vocab_size: int, max_text_len: int, image_shape: tuple[int, ...],
+                 rngs: nnx.Rngs):
+        super().__init__(cfg, vocab_size, max_text_len, image_shape, rngs)
         dtype = jnp.dtype(cfg.compute_dtype)
         proj = functools.partial(dense, names=("embed", "proj"), dtype=dtype, use_bias=False)
-        self.image_proj = proj(cfg.image.width, cfg.embed_dim, rngs=rngs)
+        self.image_proj = proj(self.image.width, cfg.embed_dim, rngs=rngs)
         self.text_norm = layer_norm(cfg.decoder.width, rngs)
         self.text_proj = proj(cfg.decoder.width, cfg.embed_dim, rngs=rngs)
         constant = nnx.initializers.constant

@@ -11,18 +11,23 @@ computed once); every cache leaf has the batch on axis 0 (radfm_jax/models/decod
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from radfm_jax.config.schema import DecoderConfig
+from radfm_jax.config.schema import ReportDecoderConfig
+from radfm_jax.errors import ConfigError
+from radfm_jax.models.costs import BlockStack, TowerCosts, block_params
 from radfm_jax.models.layers import (
     Attention,
     Dtype,
     Mlp,
     Transformer,
+    check_heads,
     dense,
     layer_norm,
     named,
@@ -32,6 +37,19 @@ from radfm_jax.models.layers import (
 START_ID = 0  # the pad id doubles as the decoder's start token
 
 Cache = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDecoderConfig(ReportDecoderConfig):
+    """A pre-norm transformer report decoder: `unimodal_depth` causal text-only blocks (CoCa's
+    text encoder), then blocks that also cross-attend to the image tokens."""
+
+    name: Literal["transformer"] = dataclasses.field(default="transformer", init=False)
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    unimodal_depth: int = 0
 
 
 def decoder_inputs(tokens: jax.Array) -> jax.Array:
@@ -98,7 +116,7 @@ class DecoderBlock(nnx.Module):
 class DecoderStack(nnx.Module):
     """`depth` DecoderBlocks (scanned or unrolled, with remat) and their generation cache."""
 
-    def __init__(self, cfg: DecoderConfig, depth: int, context_width: int | None, *, dtype: Dtype,
+    def __init__(self, cfg: TextDecoderConfig, depth: int, context_width: int | None, *, dtype: Dtype,
                  scan_layers: bool, remat: bool | str, rngs: nnx.Rngs):
         self.layers = Transformer(
             cfg.width, depth, cfg.heads, int(cfg.width * cfg.mlp_ratio), dtype=dtype,
@@ -133,10 +151,11 @@ class TextDecoder(nnx.Module):
     mask embedding and lifts its causal mask.
     """
 
-    def __init__(self, cfg: DecoderConfig, vocab_size: int, max_len: int, context_width: int, *,
+    Config = TextDecoderConfig
+
+    def __init__(self, cfg: TextDecoderConfig, vocab_size: int, max_len: int, context_width: int, *,
                  dtype: Dtype, scan_layers: bool, remat: bool | str, rngs: nnx.Rngs):
-        if cfg.unimodal_depth > cfg.depth:
-            raise ValueError(f"decoder unimodal_depth {cfg.unimodal_depth} exceeds depth {cfg.depth}")
+        self.check(cfg)
         width = cfg.width
         self.max_inputs = max_len + 1
         self.token_emb = nnx.Embed(
@@ -151,6 +170,33 @@ class TextDecoder(nnx.Module):
         self.multimodal = DecoderStack(cfg, cfg.depth - cfg.unimodal_depth, context_width, **common)
         self.norm = layer_norm(width, rngs)
         self.head = dense(width, vocab_size, ("embed", "vocab"), dtype=dtype, rngs=rngs)
+
+    @staticmethod
+    def check(cfg: TextDecoderConfig, key: str = "model.decoder") -> None:
+        check_heads(cfg.width, cfg.heads, key)
+        if not 0 <= cfg.unimodal_depth <= cfg.depth:
+            raise ConfigError(f"{key}.unimodal_depth={cfg.unimodal_depth} must be between 0 and "
+                              f"{key}.depth={cfg.depth}")
+
+    @staticmethod
+    def costs(cfg: TextDecoderConfig, length: int, vocab_size: int, context_tokens: int,
+              context_width: int) -> TowerCosts:
+        """Per example forward over `length` inputs: causal blocks (computed in full and
+        masked), cross-attention in the multimodal blocks, the vocabulary head."""
+        mlp_dim = int(cfg.width * cfg.mlp_ratio)
+        stacks = (BlockStack(length, cfg.width, mlp_dim, cfg.heads, cfg.depth - cfg.unimodal_depth,
+                             context_tokens, context_width),)
+        if cfg.unimodal_depth:
+            stacks = (BlockStack(length, cfg.width, mlp_dim, cfg.heads, cfg.unimodal_depth), *stacks)
+        return TowerCosts(width=cfg.width, input_flops=0.0, stacks=stacks, head_flops=float(2 * length * cfg.width * vocab_size))
+
+    @staticmethod
+    def param_count(cfg: TextDecoderConfig, vocab_size: int, max_len: int, context_width: int) -> int:
+        w, m = cfg.width, int(cfg.width * cfg.mlp_ratio)
+        embeddings = vocab_size * w + (max_len + 1) * w + w  # tokens, positions, CapPa's mask
+        blocks = (cfg.unimodal_depth * block_params(w, m)
+                  + (cfg.depth - cfg.unimodal_depth) * block_params(w, m, context_width))
+        return embeddings + blocks + 2 * w + (w + 1) * vocab_size
 
     def embed(self, inputs: jax.Array, parallel: jax.Array | None = None) -> jax.Array:
         length = inputs.shape[1]

@@ -16,6 +16,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 from jax.typing import DTypeLike as Dtype
 
+from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.activations import constrain_batch
 
 Names = tuple[str, ...]
@@ -45,9 +46,17 @@ def remat_policy_name(remat: bool | str) -> str:
     return remat
 
 
+def check_heads(width: int, heads: int, key: str) -> None:
+    """A ConfigError unless the `key` tower's width splits into its attention heads."""
+    if width % heads:
+        raise ConfigError(f"{key}.width={width} is not divisible by {key}.heads={heads}")
+
+
 def named(init: Callable, names: Names) -> Callable:
-    """An initializer whose variables carry the logical axis `names`."""
-    return nnx.with_partitioning(init, names)
+    """An initializer whose variables carry the logical axis `names`. They are not sharded
+    when created (eager_sharding=False, whatever Flax's global default): the trainer places
+    them itself, by a jitted initialiser with output shardings (train/state.py)."""
+    return nnx.with_partitioning(init, names, eager_sharding=False)
 
 
 def param(init: Callable, shape: tuple[int, ...], names: Names, rngs: nnx.Rngs) -> nnx.Param:

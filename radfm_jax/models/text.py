@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from radfm_jax.config.schema import TextTowerConfig
-from radfm_jax.models.layers import Dtype, Transformer, layer_norm, named, param
+from radfm_jax.models.costs import BlockStack, TowerCosts, block_params
+from radfm_jax.models.layers import Dtype, Transformer, check_heads, layer_norm, named, param
 
 PAD_ID = 0
 EOS_ID = 2  # the tokenizer's (radfm_jax/data/tokenizer.py): ends every encoded text
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTransformerConfig(TextTowerConfig):
+    """A pre-norm transformer over report tokens without a causal mask; the vocabulary size
+    comes from the tokenizer."""
+
+    name: Literal["transformer"] = dataclasses.field(default="transformer", init=False)
+    width: int = 192
+    depth: int = 4
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    pool: Literal["eos", "mean"] = "eos"
 
 
 class TextTransformer(nnx.Module):
@@ -21,20 +38,22 @@ class TextTransformer(nnx.Module):
     averages the non-pad tokens.
     """
 
+    Config = TextTransformerConfig
+
     def __init__(
         self,
-        cfg: TextTowerConfig,
+        cfg: TextTransformerConfig,
         vocab_size: int,
         max_len: int,
         *,
         dtype: Dtype = jnp.float32,
         scan_layers: bool = True,
-        remat: bool = False,
+        remat: bool | str = False,
         rngs: nnx.Rngs,
     ):
-        if cfg.pool not in ("eos", "mean"):
-            raise ValueError(f"unknown text pool {cfg.pool!r}; use 'eos' or 'mean'")
+        self.check(cfg)
         self.pool = cfg.pool
+        self.width = cfg.width
         self.token_emb = nnx.Embed(
             vocab_size,
             cfg.width,
@@ -57,6 +76,22 @@ class TextTransformer(nnx.Module):
             rngs=rngs,
         )
         self.norm = layer_norm(cfg.width, rngs)
+
+    @staticmethod
+    def check(cfg: TextTransformerConfig, key: str = "model.text") -> None:
+        check_heads(cfg.width, cfg.heads, key)
+
+    @staticmethod
+    def costs(cfg: TextTransformerConfig, length: int) -> TowerCosts:
+        """Per example forward over `length` tokens (padding included: it is computed and
+        masked, not skipped). The embedding lookup is a gather: no FLOPs."""
+        stack = BlockStack(length, cfg.width, int(cfg.width * cfg.mlp_ratio), cfg.heads, cfg.depth)
+        return TowerCosts(width=cfg.width, input_flops=0.0, stacks=(stack,))
+
+    @staticmethod
+    def param_count(cfg: TextTransformerConfig, vocab_size: int, max_len: int) -> int:
+        w = cfg.width
+        return (vocab_size + max_len) * w + cfg.depth * block_params(w, int(w * cfg.mlp_ratio)) + 2 * w
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         length = tokens.shape[1]

@@ -11,8 +11,7 @@ from flax import nnx
 
 from radfm_jax.config.schema import ModelConfig
 from radfm_jax.models.layers import dense, param
-from radfm_jax.models.text import TextTransformer
-from radfm_jax.models.vit import ViT
+from radfm_jax.models.towers import build_image_tower, build_text_tower
 
 MAX_LOGIT_SCALE = 100.0
 
@@ -23,7 +22,8 @@ def l2_normalize(x: jax.Array) -> jax.Array:
 
 
 class TwoTower(nnx.Module):
-    """ViT image tower + text transformer, each projected to `embed_dim` and L2-normalised.
+    """Image tower + text tower (model.image, model.text), each projected to `embed_dim` and
+    L2-normalised.
 
     Also holds a learnable log logit scale (temperature) and a learnable logit bias (SigLIP).
     """
@@ -33,22 +33,21 @@ class TwoTower(nnx.Module):
         cfg: ModelConfig,
         vocab_size: int,
         max_text_len: int,
-        image_size: int,
+        image_shape: tuple[int, ...],
         rngs: nnx.Rngs,
     ):
-        dtype = jnp.dtype(cfg.compute_dtype)
-        common = dict(dtype=dtype, scan_layers=cfg.scan_layers, remat=cfg.remat, rngs=rngs)
-        self.image = ViT(cfg.image, image_size, **common)
-        self.text = TextTransformer(cfg.text, vocab_size, max_text_len, **common)
-        proj = functools.partial(dense, names=("embed", "proj"), dtype=dtype, use_bias=False)
-        self.image_proj = proj(cfg.image.width, cfg.embed_dim, rngs=rngs)
-        self.text_proj = proj(cfg.text.width, cfg.embed_dim, rngs=rngs)
+        self.image = build_image_tower(cfg, image_shape, rngs)
+        self.text = build_text_tower(cfg, vocab_size, max_text_len, rngs)
+        proj = functools.partial(dense, names=("embed", "proj"), dtype=jnp.dtype(cfg.compute_dtype),
+                                 use_bias=False)
+        self.image_proj = proj(self.image.width, cfg.embed_dim, rngs=rngs)
+        self.text_proj = proj(self.text.width, cfg.embed_dim, rngs=rngs)
         constant = nnx.initializers.constant
         self.log_logit_scale = param(constant(math.log(cfg.init_temperature)), (), (), rngs)
         self.logit_bias = param(constant(cfg.init_bias), (), (), rngs)
 
     def encode_image(self, images: jax.Array) -> jax.Array:
-        """(B, H, W, 1) float32 images -> (B, embed_dim) L2-normalised float32 embeddings."""
+        """(B, *spatial, 1) float32 images -> (B, embed_dim) L2-normalised float32 embeddings."""
         return l2_normalize(self.image_proj(self.image(images)))
 
     def image_features(self, images: jax.Array) -> jax.Array:

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from radfm_jax.config.schema import ImageTowerConfig
+from radfm_jax.errors import ConfigError
+from radfm_jax.models.costs import BlockStack, TowerCosts, block_params, map_head_flops
 from radfm_jax.models.layers import (
     Attention,
     Dtype,
     Mlp,
     Transformer,
+    check_heads,
     dense,
     layer_norm,
     param,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig(ImageTowerConfig):
+    """A ViT. Use radfm_jax.config.presets.vit(...) for the named sizes Ti / S / B / L."""
+
+    name: Literal["vit"] = dataclasses.field(default="vit", init=False)
+    patch_size: int = 8
+    width: int = 192
+    depth: int = 12
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    pool: Literal["cls", "mean", "map"] = "mean"  # map = multihead attention pooling
 
 
 def patchify(x: jax.Array, patch_size: int) -> jax.Array:
@@ -54,52 +72,92 @@ class MapHead(nnx.Module):
 class ViT(nnx.Module):
     """Patch embedding + learned position embedding + pre-norm blocks + final norm + pooling.
 
-    Input (B, H, W, C) float32 images with H = W = image_size; output (B, width) float32.
-    pool="cls" prepends a learned cls token and returns its final state.
+    Input (B, *image_shape, C) float32 images; output (B, width) float32. pool="cls" prepends a
+    learned cls token and returns its final state.
     """
+
+    Config = ViTConfig
 
     def __init__(
         self,
-        cfg: ImageTowerConfig,
-        image_size: int,
+        cfg: ViTConfig,
+        image_shape: tuple[int, ...],
         *,
         channels: int = 1,
         dtype: Dtype = jnp.float32,
         scan_layers: bool = True,
-        remat: bool = False,
+        remat: bool | str = False,
         rngs: nnx.Rngs,
     ):
-        if cfg.pool not in ("cls", "mean", "map"):
-            raise ValueError(f"unknown image pool {cfg.pool!r}; use 'cls', 'mean' or 'map'")
-        if image_size % cfg.patch_size:
-            raise ValueError(f"image_size {image_size} is not divisible by {cfg.patch_size}")
+        self.check(cfg, image_shape)
         self.patch_size = cfg.patch_size
         self.pool = cfg.pool
+        self.width = cfg.width
+        self.num_patches = self.num_patches_of(cfg, image_shape)
         width, mlp_dim = cfg.width, int(cfg.width * cfg.mlp_ratio)
-        num_tokens = (image_size // cfg.patch_size) ** 2 + (cfg.pool == "cls")
-        patch_dim = cfg.patch_size**2 * channels
-        self.patch_embed = dense(patch_dim, width, ("patch", "embed"), dtype=dtype, rngs=rngs)
+        self.patch_dim = self.patch_dim_of(cfg, image_shape, channels)
+        self.patch_embed = dense(self.patch_dim, width, ("patch", "embed"), dtype=dtype, rngs=rngs)
         self.pos_emb = param(
-            nnx.initializers.normal(0.02), (num_tokens, width), ("seq", "embed"), rngs
+            nnx.initializers.normal(0.02), (self.num_tokens(cfg, image_shape), width), ("seq", "embed"), rngs
         )
         if cfg.pool == "cls":
             self.cls_token = param(nnx.initializers.zeros_init(), (width,), ("embed",), rngs)
         self.encoder = Transformer(
-            width,
-            cfg.depth,
-            cfg.heads,
-            mlp_dim,
-            dtype=dtype,
-            scan_layers=scan_layers,
-            remat=remat,
-            rngs=rngs,
+            width, cfg.depth, cfg.heads, mlp_dim, dtype=dtype, scan_layers=scan_layers, remat=remat, rngs=rngs
         )
         self.norm = layer_norm(width, rngs)
         if cfg.pool == "map":
             self.map_head = MapHead(width, cfg.heads, mlp_dim, dtype=dtype, rngs=rngs)
 
+    # --- what the tower declares ------------------------------------------------------------
+
+    @staticmethod
+    def check(cfg: ViTConfig, image_shape: tuple[int, ...], key: str = "model.image") -> None:
+        check_heads(cfg.width, cfg.heads, key)
+        if any(size % cfg.patch_size for size in image_shape):
+            raise ConfigError(f"the input size {tuple(image_shape)} (data.input_size) is not divisible by "
+                              f"{key}.patch_size={cfg.patch_size}")
+
+    @staticmethod
+    def num_patches_of(cfg: ViTConfig, image_shape: tuple[int, ...]) -> int:
+        return math.prod(size // cfg.patch_size for size in image_shape)
+
+    @staticmethod
+    def patch_dim_of(cfg: ViTConfig, image_shape: tuple[int, ...], channels: int = 1) -> int:
+        """Values in one flattened patch (what MAE's pixel decoder predicts per patch)."""
+        return cfg.patch_size ** len(image_shape) * channels
+
+    @classmethod
+    def num_tokens(cls, cfg: ViTConfig, image_shape: tuple[int, ...]) -> int:
+        """Tokens the encoder blocks see: one per patch, plus the cls token."""
+        return cls.num_patches_of(cfg, image_shape) + (cfg.pool == "cls")
+
+    @classmethod
+    def costs(cls, cfg: ViTConfig, image_shape: tuple[int, ...], channels: int = 1, *,
+              patches: int | None = None) -> TowerCosts:
+        """Per example forward: the patch embedding of every patch, the blocks over `patches`
+        of them (default all: MAE's encoder sees a subset) and the pooling head."""
+        all_patches = cls.num_patches_of(cfg, image_shape)
+        tokens = (all_patches if patches is None else patches) + (cfg.pool == "cls")
+        mlp_dim = int(cfg.width * cfg.mlp_ratio)
+        patch_embed = 2 * all_patches * cls.patch_dim_of(cfg, image_shape, channels) * cfg.width
+        head = map_head_flops(tokens, cfg.width, mlp_dim) if cfg.pool == "map" else 0.0
+        return TowerCosts(width=cfg.width, input_flops=float(patch_embed),
+                          stacks=(BlockStack(tokens, cfg.width, mlp_dim, cfg.heads, cfg.depth),),
+                          head_flops=float(head))
+
+    @classmethod
+    def param_count(cls, cfg: ViTConfig, image_shape: tuple[int, ...], channels: int = 1) -> int:
+        w, m = cfg.width, int(cfg.width * cfg.mlp_ratio)
+        patch_embed = (cls.patch_dim_of(cfg, image_shape, channels) + 1) * w
+        position = cls.num_tokens(cfg, image_shape) * w + (w if cfg.pool == "cls" else 0)
+        head = w + block_params(w, m) - 2 * w if cfg.pool == "map" else 0  # probe, attention, norm, MLP
+        return patch_embed + position + cfg.depth * block_params(w, m) + 2 * w + head
+
+    # --- the forward pass -------------------------------------------------------------------
+
     def embed_patches(self, images: jax.Array) -> jax.Array:
-        """(B, H, W, C) -> (B, N, width) patch tokens with their position embeddings (no cls)."""
+        """(B, *spatial, C) -> (B, N, width) patch tokens with their position embeddings (no cls)."""
         # The residual stream is float32; blocks cast to the compute dtype for their matmuls.
         x = self.patch_embed(patchify(images, self.patch_size)).astype(jnp.float32)
         pos = self.pos_emb[...]
@@ -122,7 +180,7 @@ class ViT(nnx.Module):
         return self.map_head(x)
 
     def tokens(self, images: jax.Array) -> jax.Array:
-        """(B, H, W, C) -> (B, N', width) encoder states, what a decoder cross-attends to."""
+        """(B, *spatial, C) -> (B, N', width) encoder states, what a decoder cross-attends to."""
         return self.encode(self.embed_patches(images))
 
     def __call__(self, images: jax.Array) -> jax.Array:

@@ -1,17 +1,34 @@
-"""SigLIP pairwise sigmoid loss (Zhai et al. 2023, "Sigmoid Loss for Language Image Pre-Training").
+"""SigLIP (Zhai et al. 2023, "Sigmoid Loss for Language Image Pre-Training"): CLIP's towers
+trained with the pairwise sigmoid loss.
 
 Like :mod:`radfm_jax.objectives.clip`, the inputs are the global batch and the full ``(B, B)``
 logit matrix is written in plain ``jnp``; GSPMD partitions it under ``jax.jit``, so negatives come
-from the whole global batch. (The paper's chunked "ring" implementation is a memory optimisation
-of the same quantity and is not needed at the batch sizes this matrix fits in.)
+from the whole global batch. With ``objective.chunked`` the paper's chunked "ring" form
+(objectives/siglip_chunked.py) computes the same loss without any device holding more than a
+(B / devices)^2 block of logits.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
-from radfm_jax.objectives.clip import Metrics, contrastive_logits, in_batch_accuracy
+from radfm_jax.config.schema import ObjectiveConfig
+from radfm_jax.objectives.base import Metrics, Outputs
+from radfm_jax.objectives.clip import Clip, contrastive_logits, in_batch_accuracy
+from radfm_jax.objectives.siglip_chunked import chunked_siglip_loss
+from radfm_jax.parallel.mesh import BATCH_AXES
+
+
+@dataclasses.dataclass(frozen=True)
+class SiglipConfig(ObjectiveConfig):
+    name: Literal["siglip"] = dataclasses.field(default="siglip", init=False)
+    # The paper's chunked form: text embeddings rotate around the batch devices so no device
+    # holds more than a (B/devices)^2 block of logits. Same loss and gradients.
+    chunked: bool = False
 
 
 def siglip_loss(
@@ -57,3 +74,23 @@ def siglip_loss(
         "logit_bias": jnp.asarray(logit_bias, jnp.float32),
     }
     return loss, metrics
+
+
+def siglip_loss_of(outputs: Outputs) -> tuple[jax.Array, Metrics]:
+    """:func:`siglip_loss` of a two-tower model's outputs."""
+    return siglip_loss(outputs["image_emb"], outputs["text_emb"], outputs["logit_scale"], outputs["logit_bias"])
+
+
+class Siglip(Clip):
+    """CLIP's model, batch and costs with the sigmoid loss (dense or chunked over the mesh)."""
+
+    Config = SiglipConfig
+
+    def loss(self, outputs: Outputs) -> tuple[jax.Array, Metrics]:
+        if not self.cfg.chunked:
+            return siglip_loss_of(outputs)
+        if self.mesh is None:
+            raise ValueError("objective.chunked=true splits the loss over the device mesh; build the "
+                             "objective with the mesh (radfm_jax.train.experiment does)")
+        return chunked_siglip_loss(outputs["image_emb"], outputs["text_emb"], outputs["logit_scale"],
+                                   outputs["logit_bias"], mesh=self.mesh, batch_axes=BATCH_AXES)

@@ -17,7 +17,7 @@ from typing import Any
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.scaling.runner import final_eval_file, has_final_results
 from radfm_jax.scaling.sweep import Sweep, SweepPoint
-from radfm_jax.train.metrics import METRICS_FILE
+from radfm_jax.train.metric_writer import METRICS_FILE
 
 CSV_FILE, JSONL_FILE = "sweep.csv", "sweep.jsonl"
 # The leading columns, in order; the final eval file's keys follow, sorted.

@@ -18,11 +18,9 @@ from flax import nnx
 from radfm_jax.config import presets
 from radfm_jax.config.loading import call_spec_file, validate
 from radfm_jax.config.overrides import apply_overrides
-from radfm_jax.config.schema import ExperimentConfig, MeshConfig
+from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
-from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.train.flops import train_step_flops
-from radfm_jax.train.tasks import make_task
+from radfm_jax.objectives import make_objective
 
 # A point's name is its workdir's name: no path separators, no leading dot or underscore (the
 # runner keeps its markers in ROOT/_status).
@@ -61,9 +59,12 @@ class Sweep:
 
 def param_count(config: ExperimentConfig, vocab_size: int) -> int:
     """Parameters of the model `config` trains, from its abstract shapes (nothing allocated)."""
-    mesh = make_mesh(MeshConfig(data=1, fsdp=1, tensor=1), jax.devices()[:1])  # only the loss uses it
-    model = nnx.eval_shape(make_task(config, vocab_size, mesh).model_factory)
+    model = nnx.eval_shape(make_objective(config, vocab_size).model_factory())
     return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def model_flops_per_step(config: ExperimentConfig, vocab_size: int) -> float:
+    return make_objective(config, vocab_size).flops().model
 
 
 def model_size_overrides(size: str | Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
@@ -104,7 +105,7 @@ def _point(base: ExperimentConfig, base_overrides: Sequence[str], name: str, own
     config = _validated(apply_overrides(base, own))
     return SweepPoint(
         name=name, config=config, params=params, data_size=config.data.train_patients,
-        steps=config.total_steps, flops_per_step=train_step_flops(config, vocab_size).model,
+        steps=config.total_steps, flops_per_step=model_flops_per_step(config, vocab_size),
         overrides=tuple(base_overrides) + tuple(own),
     )
 
@@ -158,7 +159,7 @@ def isoflop(base_config: ExperimentConfig, *, budgets: Sequence[float], model_si
     for budget, (model, model_overrides, params) in itertools.product(budgets, _sized_models(base_config, model_sizes, vocab_size)):
         if not (math.isfinite(budget) and budget > 0):
             raise ConfigError(f"FLOPs budget {budget} must be a positive number")
-        per_step = train_step_flops(apply_overrides(base_config, model_overrides), vocab_size).model
+        per_step = model_flops_per_step(apply_overrides(base_config, model_overrides), vocab_size)
         total = round(budget / per_step)
         if total < min_steps:
             continue

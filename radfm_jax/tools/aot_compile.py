@@ -1,7 +1,7 @@
 """Ahead-of-time compilation of the real train step, without allocating a single array.
 
-The step is built exactly as training builds it (plan_state + build_train_step, with the
-config's model, optimizer, objective and mesh rules), lowered on abstract inputs
+The step is built exactly as training builds it (train/experiment.py, with the config's
+model, optimizer, objective and mesh rules), lowered on abstract inputs
 (`jax.ShapeDtypeStruct`) and compiled either for this machine's devices ("local") or for a TPU
 slice such as "v5e-256" from this CPU host, through libtpu's compile-only devices. The report
 gives per-chip memory from XLA's memory analysis against the chip's HBM and a closed-form
@@ -23,20 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from jax.sharding import Mesh
 
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.chips import Chip, chip_for_device, parse_tpu_topology
-from radfm_jax.parallel.mesh import BATCH_AXES, make_mesh
+from radfm_jax.parallel.mesh import BATCH_AXES, batch_size_per_process
 from radfm_jax.tools.memory_estimate import estimate_memory_per_chip
-from radfm_jax.train.compile import compile_train_step as compile_step
-from radfm_jax.train.flops import compiled_flops, train_step_flops
-from radfm_jax.train.loop import build_step
-from radfm_jax.train.optimizer import make_optimizer
-from radfm_jax.train.state import StateLayout, plan_state
-from radfm_jax.train.step import StepFunction
-from radfm_jax.train.tasks import make_task
+from radfm_jax.train.experiment import Experiment
+from radfm_jax.train.flops import compiled_flops
 
 LOCAL = "local"
 
@@ -77,12 +71,24 @@ def _compile_only_devices(slice_name: str) -> list[Any]:
     return list(topologies.get_topology_desc(**parse_tpu_topology(slice_name).topology_desc_kwargs()).devices)
 
 
-def plan_train_step(config: ExperimentConfig, mesh: Mesh, vocab_size: int) -> tuple[StateLayout, StepFunction]:
-    """The abstract train state and the train step, built the way training builds them."""
-    task = make_task(config, vocab_size, mesh)
-    tx = make_optimizer(config.optim, config.total_steps)
-    layout = plan_state(task.model_factory, tx, mesh, config.mesh.rules)
-    return layout, build_step(config, layout, tx, mesh, task)
+def compile_step(exp: Experiment) -> Any:
+    """`exp.train_step().jit().lower(abstract state, abstract batch).compile()`; no array is
+    allocated.
+
+    Running out of device memory is a user's problem (batch too large for the chips), so it
+    becomes a ConfigError with XLA's one-line reason.
+    """
+    batch_size_per_process(exp.config.batch_size, exp.mesh)  # the batch must split over the mesh
+    lowered = exp.train_step().jit().lower(exp.layout.abstract, exp.abstract_batch())
+    try:
+        return lowered.compile()
+    except jax.errors.JaxRuntimeError as err:
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        raise ConfigError(
+            f"the train step does not fit in device memory ({str(err).splitlines()[0]}); lower "
+            "batch_size, set model.remat=full, or split parameters over more devices (mesh.fsdp)"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,33 +174,30 @@ def compile_train_step(config: ExperimentConfig, topology: str = LOCAL, *,
     can be smaller), so the embedding table is never underestimated.
     """
     target = target_devices(topology, peak_flops=peak_flops)
-    mesh = make_mesh(config.mesh, target.devices)
-    layout, step = plan_train_step(config, mesh, vocab_size or config.data.vocab_size)
+    exp = Experiment.plan(config, vocab_size, devices=target.devices)
     start = time.perf_counter()
-    compiled = compile_step(step, layout, config, mesh)
+    compiled = compile_step(exp)
     compile_s = time.perf_counter() - start
-    parameters = sum(math.prod(x.shape) for x in jax.tree.leaves(layout.abstract.params))
+    mesh = exp.mesh
     estimate = estimate_memory_per_chip(
-        config, parameters,
+        exp.objective, exp.num_params,
         state_shards=mesh.shape["fsdp"] * mesh.shape["tensor"],
         batch_shards=math.prod(mesh.shape[axis] for axis in BATCH_AXES),
     )
-    flops = train_step_flops(config, vocab_size or config.data.vocab_size)
-    # The closed-form activation count models the contrastive towers (tools/memory_estimate.py).
-    activations = estimate.activation_bytes if config.objective.name in ("clip", "siglip") else float("nan")
+    flops = exp.flops()
     return AotReport(
         topology=target.name,
         device_kind=target.devices[0].device_kind,
         chip=target.chip.name if target.chip else None,
         num_devices=len(target.devices),
         mesh=dict(mesh.shape),
-        parameters=parameters,
+        parameters=exp.num_params,
         batch_size=config.batch_size,
         compile_s=compile_s,
         memory=MemoryReport.of(compiled),
         hbm_bytes=target.chip.hbm_bytes if target.chip else None,
         estimated_state_bytes=estimate.state_bytes,
-        estimated_activation_bytes=activations,
+        estimated_activation_bytes=estimate.activation_bytes,
         compiled_flops_per_device=compiled_flops(compiled),
         model_flops_per_step=flops.model,
         hardware_flops_per_step=flops.hardware,
@@ -248,8 +251,7 @@ def format_report(report: AotReport) -> str:
         ("  closed-form estimate", f"{_bytes(report.estimated_total_bytes)} "
                                    f"(state {_bytes(report.estimated_state_bytes)}, "
                                    f"activations {_bytes(report.estimated_activation_bytes)})"),
-        ("  XLA / estimate", f"{m.total / report.estimated_total_bytes:.2f}"
-                             if math.isfinite(report.estimated_total_bytes) else "- (activations modelled for clip / siglip only)"),
+        ("  XLA / estimate", f"{m.total / report.estimated_total_bytes:.2f}"),
         ("HBM per chip", _bytes(report.hbm_bytes)),
         ("fits", fits),
         ("FLOPs/step, XLA cost analysis", _flops(compiled_total) + loop_note),

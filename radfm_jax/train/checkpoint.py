@@ -6,10 +6,13 @@ process reads its own rows of every batch."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +71,6 @@ def restore(
     Raises CheckpointError, with what to do, when the step's files cannot be read, were
     written by a model of other shapes or by another number of processes."""
     path = Path(manager.directory) / str(step)
-    # Installed before reading: tensorstore callbacks of a failing read can report from other
-    # threads while the failure is still propagating.
-    _quiet_abandoned_reads()
     _check_compatible(path, abstract_state)
     target = jax.tree.map(
         lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
@@ -158,18 +158,16 @@ def _check_compatible(path: Path, abstract_state: Any) -> None:
         )
 
 
-_hook_installed = False
+@contextlib.contextmanager
+def quiet_abandoned_reads() -> Iterator[None]:
+    """While active, drop the reports of tensorstore reads a failed restore abandoned.
 
-
-def _quiet_abandoned_reads() -> None:
-    """After a failed restore, orbax has closed its event loop while tensorstore reads of other
-    arrays are still finishing; each then reports 'Event loop is closed' (or an abandoned orbax
-    coroutine) through sys.unraisablehook, burying the one-line error under hundreds of
-    traceback lines. Drop exactly those reports; anything else still reaches the old hook."""
-    global _hook_installed
-    if _hook_installed:
-        return
-    previous = sys.unraisablehook
+    After a failed restore, orbax has closed its event loop while reads of other arrays are
+    still finishing; each then reports 'Event loop is closed' (or an abandoned orbax coroutine)
+    through sys.unraisablehook or threading.excepthook, burying the one-line error under hundreds
+    of traceback lines. The CLI runs its commands inside this; anything else still reaches the
+    previous hooks, which are put back on exit, after the abandoned reads have been collected."""
+    previous, previous_thread_hook = sys.unraisablehook, threading.excepthook
     orbax_dir = f"{os.sep}orbax{os.sep}"
 
     def hook(unraisable):
@@ -180,16 +178,17 @@ def _quiet_abandoned_reads() -> None:
             return
         previous(unraisable)
 
-    previous_thread_hook = threading.excepthook
-
     def thread_hook(args):
         if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
             return
         previous_thread_hook(args)
 
-    sys.unraisablehook = hook
-    threading.excepthook = thread_hook
-    _hook_installed = True
+    sys.unraisablehook, threading.excepthook = hook, thread_hook
+    try:
+        yield
+    finally:
+        gc.collect()  # abandoned coroutines report when collected: while the filter is active
+        sys.unraisablehook, threading.excepthook = previous, previous_thread_hook
 
 
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import time
@@ -16,22 +15,16 @@ from tqdm import tqdm
 import radfm_jax
 from radfm_jax.config.overrides import to_dict
 from radfm_jax.config.schema import ExperimentConfig
-from radfm_jax.data.datasets import PreparedData, open_prepared
 from radfm_jax.data.device_put import prefetch_to_device
 from radfm_jax.data.pipeline import make_train_loader
-from radfm_jax.evals.predictors import Predictors
+from radfm_jax.evals.evaluators import evaluate_all
 from radfm_jax.parallel import multihost
-from radfm_jax.parallel.mesh import batch_size_per_process, make_mesh, replicated
+from radfm_jax.parallel.mesh import batch_size_per_process, replicated
 from radfm_jax.train import checkpoint
-from radfm_jax.train.compile import CompiledStep
-from radfm_jax.train.evaluators import Evaluator, build_evaluators
+from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.flops import ThroughputMeter
-from radfm_jax.train.metrics import MetricWriter, format_eval_table
-from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
-from radfm_jax.train.predict import build_predictors
-from radfm_jax.train.state import StateLayout, init_train_state, plan_state
-from radfm_jax.train.step import StepFunction, batch_shardings, build_train_step
-from radfm_jax.train.tasks import Task, make_task
+from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
+from radfm_jax.train.step import CompiledStep
 from radfm_jax.train.workdir import check_workdir, claim_workdir
 
 log = logging.getLogger(__name__)
@@ -39,52 +32,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-@dataclasses.dataclass
-class Experiment:
-    """Everything built from a config before the first step: shared by train and eval."""
-
-    config: ExperimentConfig
-    mesh: jax.sharding.Mesh
-    data: PreparedData
-    task: Task
-    layout: StateLayout
-    tx: object
-
-    @classmethod
-    def build(cls, config: ExperimentConfig) -> "Experiment":
-        mesh = make_mesh(config.mesh)
-        with multihost.primary_first("radfm: data prepared"):  # processes may share a data folder
-            data = open_prepared(config.data)
-        task = make_task(config, data.tokenizer.vocab_size, mesh)
-        tx = make_optimizer(config.optim, config.total_steps)
-        layout = plan_state(task.model_factory, tx, mesh, config.mesh.rules)
-        return cls(config, mesh, data, task, layout, tx)
-
-    def predictors(self) -> Predictors:
-        return build_predictors(self.layout, self.mesh, self.config.eval.generate, self.config.data.max_text_len)
-
-    def evaluators(self) -> list[Evaluator]:
-        """The evaluators eval.evaluators names, else the objective's own."""
-        return build_evaluators(self.config, self.data, self.predictors(), self.mesh,
-                                self.config.eval.evaluators or self.task.evaluators)
-
-
-def build_step(config: ExperimentConfig, layout: StateLayout, tx, mesh: jax.sharding.Mesh, task: Task) -> StepFunction:
-    """The train step of `config`: what training runs and `radfm compile` compiles."""
-    return build_train_step(
-        layout, tx, task.loss_fn, learning_rate_schedule(config.optim, config.total_steps), mesh,
-        grad_accum_steps=config.optim.grad_accum_steps, batch_coupled_loss=task.batch_coupled,
-        forward=task.forward, draw_inputs=task.draw_inputs, seed=config.seed,
-    )
-
-
-def evaluate_all(evaluators: list[Evaluator], params: dict) -> dict[str, float]:
-    results: dict[str, float] = {}
-    for evaluator in evaluators:
-        results.update(evaluator(params))
-    return results
 
 
 def checkpoint_metadata(config: ExperimentConfig) -> dict:
@@ -128,8 +75,7 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
         claim_workdir(workdir, config, allow_config_change=allow_config_change)
     multihost.sync("radfm: workdir claimed")
     log.info("mesh %s; %d parameters; %.2f%% of parameter bytes replicated", dict(exp.mesh.shape),
-             sum(x.size for x in jax.tree.leaves(exp.layout.abstract.params)),
-             100 * exp.layout.replicated_fraction)
+             exp.num_params, 100 * exp.layout.replicated_fraction)
     for line in exp.layout.param_lines:
         log.info("param %s", line)
 
@@ -142,6 +88,8 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
         seed=config.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        keys=tuple(exp.objective.batch_spec()),
+        extra_transforms=exp.objective.data_transforms(),
     )
     batch_size_per_process(config.batch_size, exp.mesh)  # validates divisibility
     start_step = manager.latest_step() or 0
@@ -150,9 +98,9 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
                                       data_iterator=loader)
         log.info("resumed from step %d", start_step)
     else:
-        state = init_train_state(exp.layout, exp.task.model_factory, exp.tx)
+        state = exp.init_state()
 
-    step_fn = CompiledStep(build_step(config, exp.layout, exp.tx, exp.mesh, exp.task))
+    step_fn = CompiledStep(exp.train_step())
     evaluators = exp.evaluators() if config.eval_every else []
     writer = MetricWriter(workdir, resume_step=start_step) if multihost.is_primary() else None
     metadata = checkpoint_metadata(config)
@@ -177,12 +125,12 @@ def _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager,
     if step >= config.total_steps:
         log.info("already trained to step %d of %d", step, config.total_steps)
         return results
-    stream = prefetch_to_device(loader, config.data.prefetch_batches, batch_shardings(exp.mesh))
+    stream = prefetch_to_device(loader, config.data.prefetch_batches, exp.batch_shardings())
     progress = tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                     disable=not multihost.is_primary())
     nonfinite = jax.device_put(np.zeros((), bool), replicated(exp.mesh))  # where the loss lives
     last_log_time, last_log_step = time.perf_counter(), step
-    throughput = ThroughputMeter(config, list(exp.mesh.devices.flat), step_fn, exp.data.tokenizer.vocab_size)
+    throughput = ThroughputMeter(config.batch_size, exp.flops().model, list(exp.mesh.devices.flat), step_fn)
     for batch in stream:
         with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
             state, metrics = step_fn(state, batch)

@@ -1,5 +1,6 @@
-"""The train state: a pure pytree (step, params as a nested dict, optimizer state) created
-already sharded on the mesh by a jitted initialiser with explicit output shardings."""
+"""The train state: a pure pytree (step, params as a nested dict, optimizer state, the
+objective's extra state) created already sharded on the mesh by a jitted initialiser with
+explicit output shardings."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
-from flax import traverse_util
+from flax import nnx, traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from radfm_jax.parallel import rules as sharding_rules
@@ -22,6 +22,9 @@ class TrainState:
     step: jax.Array  # optimizer updates completed
     params: dict[str, Any]
     opt_state: optax.OptState
+    # The objective's own state besides the parameters (an EMA teacher, a centre; {} for most):
+    # Objective.init_extra / update_extra.
+    extra: Any = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,17 +71,24 @@ def plan_state(
     tx: optax.GradientTransformation,
     mesh: Mesh,
     preset: str,
+    init_extra: Callable[[Any], Any] = lambda params: {},
 ) -> StateLayout:
+    """`init_extra(params)`: the objective's extra state (Objective.init_extra); its leaves
+    whose path ends in a parameter's path (a teacher copy) are sharded like that parameter."""
     model_spec, abstract_params, logical_names = split_abstract_model(model_factory)
     rules = sharding_rules.PRESETS[preset]
     param_shardings = sharding_rules.param_shardings(abstract_params, logical_names, rules, mesh)
     abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    abstract_extra = jax.eval_shape(init_extra, abstract_params)
     replicated = NamedSharding(mesh, PartitionSpec())
     opt_shardings = _mirror_param_shardings(abstract_opt, abstract_params, param_shardings, replicated)
+    extra_shardings = _mirror_param_shardings(abstract_extra, abstract_params, param_shardings, replicated)
     abstract = TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params, opt_state=abstract_opt
+        step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params, opt_state=abstract_opt,
+        extra=abstract_extra,
     )
-    shardings = TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings)
+    shardings = TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings,
+                           extra=extra_shardings)
     fraction = sharding_rules.replicated_fraction(abstract_params, param_shardings)
     sharding_rules.check_sufficiently_sharded(preset, fraction, mesh)
     return StateLayout(
@@ -120,11 +130,13 @@ def init_train_state(
     layout: StateLayout,
     model_factory: Callable[[], nnx.Module],
     tx: optax.GradientTransformation,
+    init_extra: Callable[[Any], Any] = lambda params: {},
 ) -> TrainState:
-    """Initialise parameters and optimizer state directly into their shardings."""
+    """Initialise parameters, optimizer and extra state directly into their shardings."""
 
     def init() -> TrainState:
         params = nnx.to_pure_dict(nnx.state(model_factory(), nnx.Param))
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                          extra=init_extra(params))
 
     return jax.jit(init, out_shardings=layout.shardings)()

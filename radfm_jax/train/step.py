@@ -1,5 +1,6 @@
 """The one step builder: (state, batch) -> (state, metrics) with explicit shardings and
-donation, shared by training, evaluation and ahead-of-time compilation."""
+donation, for any objective; training runs it, `radfm compile` compiles it ahead of time, the
+benchmarks time it (all through train/experiment.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import jax
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from radfm_jax.objectives.base import Objective
 from radfm_jax.parallel.activations import activation_sharding
 from radfm_jax.parallel.mesh import BATCH_AXES, batch_sharding
 from radfm_jax.train.accumulate import (
@@ -20,20 +22,6 @@ from radfm_jax.train.accumulate import (
 )
 from radfm_jax.train.grad_cache import grad_cache_value_and_grad
 from radfm_jax.train.state import StateLayout, TrainState
-
-LossFn = Callable[[dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
-# (model, batch) -> outputs the loss reads.
-Forward = Callable[[Any, dict[str, jax.Array]], dict[str, jax.Array]]
-# (key, global batch size) -> per-example random inputs (MAE masks, CapPa rows) added to the
-# batch before it is split into microbatches, so accumulation draws what the full batch would.
-DrawInputs = Callable[[jax.Array, int], dict[str, jax.Array]]
-
-
-def two_tower_forward(model: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return model(batch["image"], batch["tokens"])
-
-# What a contrastive train batch holds; every key is split over the batch axes.
-TRAIN_BATCH_KEYS = ("image", "tokens", "labels")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,62 +43,73 @@ class StepFunction:
         )
 
 
-def batch_shardings(mesh: Mesh, keys: tuple[str, ...] = TRAIN_BATCH_KEYS) -> dict[str, NamedSharding]:
+class CompiledStep:
+    """A step compiled at its first call from that call's arguments (the real first batch fixes
+    every shape), then run as that executable; `.compiled` exposes it, so XLA's cost analysis
+    of the step training runs comes without a second compilation."""
+
+    def __init__(self, step: StepFunction):
+        self._jitted = step.jit()
+        self.compiled: Any = None
+
+    def __call__(self, state: Any, batch: dict[str, jax.Array]) -> Any:
+        if self.compiled is None:
+            self.compiled = self._jitted.lower(state, batch).compile()
+        return self.compiled(state, batch)
+
+
+def batch_shardings(mesh: Mesh, keys: tuple[str, ...]) -> dict[str, NamedSharding]:
+    """Every batch entry split over the batch axes along its leading dimension."""
     return {key: batch_sharding(mesh) for key in keys}
 
 
 def build_train_step(
     layout: StateLayout,
     tx: optax.GradientTransformation,
-    loss_fn: LossFn,
+    objective: Objective,
     lr_schedule: optax.Schedule,
     mesh: Mesh,
     *,
     grad_accum_steps: int = 1,
-    batch_coupled_loss: bool = True,
-    forward: Forward = two_tower_forward,
-    draw_inputs: DrawInputs | None = None,
     seed: int = 0,
 ) -> StepFunction:
-    """One optimizer update on a global batch.
+    """One optimizer update of `objective` on a global batch of `objective.batch_spec()`.
 
-    `forward` maps the model and batch to the outputs `loss_fn` reads; `draw_inputs`, when
-    given, adds per-example random inputs keyed by (seed, step), so a resumed run draws
-    exactly what the uninterrupted one did.
-
-    With `grad_accum_steps` > 1 the batch is processed in that many microbatches inside the
-    step, with the same result as one pass: a `batch_coupled_loss` (contrastive: every example
-    is a negative of the others) uses GradCache; otherwise the loss must be a mean of
-    per-example losses and the microbatch gradients are averaged.
+    Per-example random inputs (`objective.draw_inputs`) are keyed by (seed, step), so a
+    resumed run draws exactly what the uninterrupted one did. With `grad_accum_steps` > 1 the
+    batch is processed in that many microbatches inside the step, with the same result as one
+    pass: a batch-coupled (contrastive) loss uses GradCache; otherwise the loss must be a mean
+    of per-example losses and the microbatch gradients are averaged. After the update the
+    objective's extra state follows the new parameters (`objective.update_extra`).
     """
-
-    def forward_params(params: dict, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        return forward(layout.model.merge(params), batch)
-
-    def compute_loss(params: dict, batch: dict[str, jax.Array]):
-        return loss_fn(forward_params(params, batch))
-
-    if grad_accum_steps == 1:
-        value_and_grad: ValueAndGrad = jax.value_and_grad(compute_loss, has_aux=True)
-    else:
-        microbatched = {
-            "microbatch_sharding": NamedSharding(mesh, PartitionSpec(None, BATCH_AXES)),
-            "grad_shardings": layout.shardings.params,
-        }
-        if batch_coupled_loss:
-            value_and_grad = grad_cache_value_and_grad(forward_params, loss_fn, grad_accum_steps, **microbatched)
-        else:
-            value_and_grad = accumulated_value_and_grad(compute_loss, grad_accum_steps, **microbatched)
     batch_shards = math.prod(mesh.shape[axis] for axis in BATCH_AXES)
+    microbatched = {
+        "microbatch_sharding": NamedSharding(mesh, PartitionSpec(None, BATCH_AXES)),
+        "grad_shardings": layout.shardings.params,
+    }
+
+    def value_and_grad_fn(extra: Any) -> ValueAndGrad:
+        def forward(params: dict, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+            return objective.forward(layout.model.merge(params), batch, extra)
+
+        def compute_loss(params: dict, batch: dict[str, jax.Array]):
+            return objective.loss(forward(params, batch))
+
+        if grad_accum_steps == 1:
+            return jax.value_and_grad(compute_loss, has_aux=True)
+        if objective.batch_coupled:
+            return grad_cache_value_and_grad(forward, objective.loss, grad_accum_steps, **microbatched)
+        return accumulated_value_and_grad(compute_loss, grad_accum_steps, **microbatched)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
-        check_microbatching(batch["image"].shape[0], grad_accum_steps, batch_shards)
-        if draw_inputs is not None:
-            key = jax.random.fold_in(jax.random.key(seed), state.step)
-            drawn = draw_inputs(key, batch["image"].shape[0])
-            batch = {**batch, **jax.lax.with_sharding_constraint(drawn, {k: batch_sharding(mesh) for k in drawn})}
+        global_batch = next(iter(batch.values())).shape[0]
+        check_microbatching(global_batch, grad_accum_steps, batch_shards)
+        key = jax.random.fold_in(jax.random.key(seed), state.step)
+        drawn = objective.draw_inputs(key, global_batch)
+        if drawn:
+            batch = {**batch, **jax.lax.with_sharding_constraint(drawn, batch_shardings(mesh, tuple(drawn)))}
         with activation_sharding(mesh):
-            (loss, aux), grads = value_and_grad(state.params, batch)
+            (loss, aux), grads = value_and_grad_fn(state.extra)(state.params, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -119,13 +118,13 @@ def build_train_step(
             "lr": lr_schedule(state.step),
             **aux,
         }
-        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
-        return new_state, metrics
+        extra = objective.update_extra(state.extra, params, state.step)
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state, extra=extra), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())
     return StepFunction(
         fn=train_step,
-        in_shardings=(layout.shardings, batch_shardings(mesh)),
+        in_shardings=(layout.shardings, batch_shardings(mesh, tuple(objective.batch_spec()))),
         out_shardings=(layout.shardings, replicated),
         donate_argnums=(0,),
     )

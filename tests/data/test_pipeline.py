@@ -16,6 +16,7 @@ from radfm_jax.data import transforms as T
 from radfm_jax.data.device_put import prefetch_to_device, to_global_batch
 from radfm_jax.data.findings import FINDINGS
 from radfm_jax.data.pipeline import make_eval_batches, make_train_loader, prepare_tokenizer
+from radfm_jax.errors import ConfigError
 
 IMAGE_SIZE = 32
 NUM_TRAIN = 200
@@ -292,8 +293,31 @@ def test_orbax_checkpoint_manager_saves_iterator_state(sources, tok, tmp_path):
     _assert_batches_equal([jax.tree.map(np.asarray, b) for b in _take(fresh, 3)], expected)
 
 
+@pytest.fixture
+def absl_flags_parsed():
+    """What the radfm CLI does before training: Grain's worker processes read absl flags."""
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()
+    yield
+    flags.FLAGS.unparse_flags()
+
+
+def test_worker_processes_need_parsed_absl_flags(sources, tok):
+    from absl import flags
+
+    was_parsed = flags.FLAGS.is_parsed()  # e.g. by an in-process `radfm train` of another test
+    flags.FLAGS.unparse_flags()
+    try:
+        with pytest.raises(ConfigError, match="mark_as_parsed"):
+            _loader(sources, tok, dataclasses.replace(AUG, worker_count=2), seed=9)
+    finally:
+        if was_parsed:
+            flags.FLAGS.mark_as_parsed()
+
+
 @pytest.mark.slow
-def test_worker_processes_give_the_same_batches_and_resume(sources, tok):
+def test_worker_processes_give_the_same_batches_and_resume(sources, tok, absl_flags_parsed):
     cfg = dataclasses.replace(AUG, worker_count=2)
     reference = _take(_loader(sources, tok, AUG, seed=9), 6)
     it = _loader(sources, tok, cfg, seed=9)

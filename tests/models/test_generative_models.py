@@ -29,7 +29,8 @@ def _config(experiment: str, scan_layers: bool, **decoder):
 
 
 def _model(cls, config):
-    return cls(config.model, VOCAB, config.data.max_text_len, config.data.input_size, nnx.Rngs(0))
+    size = config.data.input_size
+    return cls(config.model, VOCAB, config.data.max_text_len, (size, size), nnx.Rngs(0))
 
 
 def _images(config, batch=3, seed=0):
@@ -94,8 +95,8 @@ def test_parallel_prediction_rows_ignore_their_inputs():
 
 def test_mae_hides_exactly_the_masked_patches():
     config = load_experiment("experiments/synthetic_cxr/mae.py:smoke", [])
-    model = MaskedAutoencoder(config.model.image, config.model.mae_decoder, config.data.input_size,
-                              mask_ratio=config.objective.mask_ratio, rngs=nnx.Rngs(0))
+    size = config.data.input_size
+    model = MaskedAutoencoder(config.model, (size, size), mask_ratio=config.objective.mask_ratio, rngs=nnx.Rngs(0))
     images = _images(config, batch=2)
     noise = jax.random.uniform(jax.random.key(0), (2, model.num_patches))
     out = model(images, noise)

@@ -11,10 +11,11 @@ import pytest
 from flax import nnx
 
 from radfm_jax.config import presets
-from radfm_jax.config.schema import ImageTowerConfig, ModelConfig, TextTowerConfig
+from radfm_jax.config.schema import ModelConfig
 from radfm_jax.models.layers import Transformer
+from radfm_jax.models.text import TextTransformerConfig
 from radfm_jax.models.two_tower import TwoTower
-from radfm_jax.models.vit import ViT, patchify
+from radfm_jax.models.vit import ViT, ViTConfig, patchify
 
 VOCAB = {"batch", "seq", "embed", "mlp", "heads", "head_dim", "vocab", "layers", "patch", "proj"}
 VOCAB_SIZE, MAX_LEN, IMAGE_SIZE = 50, 12, 16
@@ -22,8 +23,8 @@ VOCAB_SIZE, MAX_LEN, IMAGE_SIZE = 50, 12, 16
 
 def small_config(**overrides) -> ModelConfig:
     cfg = ModelConfig(
-        image=ImageTowerConfig(patch_size=4, width=32, depth=2, heads=4, pool="mean"),
-        text=TextTowerConfig(width=24, depth=2, heads=2, pool="eos"),
+        image=ViTConfig(patch_size=4, width=32, depth=2, heads=4, pool="mean"),
+        text=TextTransformerConfig(width=24, depth=2, heads=2, pool="eos"),
         embed_dim=16,
         scan_layers=True,
     )
@@ -31,7 +32,7 @@ def small_config(**overrides) -> ModelConfig:
 
 
 def make_model(cfg: ModelConfig, seed: int = 0) -> TwoTower:
-    return TwoTower(cfg, VOCAB_SIZE, MAX_LEN, IMAGE_SIZE, rngs=nnx.Rngs(seed))
+    return TwoTower(cfg, VOCAB_SIZE, MAX_LEN, (IMAGE_SIZE, IMAGE_SIZE), rngs=nnx.Rngs(seed))
 
 
 def inputs(batch: int = 3) -> tuple[jax.Array, jax.Array]:
@@ -198,7 +199,7 @@ def test_presets():
 
 def test_vit_b16_has_86m_params():
     cfg = presets.vit("B", 16, pool="cls")
-    model = nnx.eval_shape(lambda: ViT(cfg, 224, channels=3, rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: ViT(cfg, (224, 224), channels=3, rngs=nnx.Rngs(0)))
     count = sum(math.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
     # timm's RGB vit_base_patch16_224 has 86,567,656 params, 769,000 of them in its class head;
     # ours has no attention key bias (12 layers x 768).

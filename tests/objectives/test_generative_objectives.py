@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_objectives import naive_clip
 
-from radfm_jax.objectives import clip_loss
 from radfm_jax.objectives.caption import caption_loss
+from radfm_jax.objectives.clip import clip_loss
 from radfm_jax.objectives.coca import coca_loss
 from radfm_jax.objectives.mae import mae_loss
 

@@ -8,9 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES, clip_loss, siglip_loss
+from radfm_jax.config.overrides import apply_overrides
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.objectives import OBJECTIVES, make_objective
+from radfm_jax.objectives.clip import Clip, clip_loss
+from radfm_jax.objectives.siglip import siglip_loss
 
 
 # ---------------------------------------------------------------- naive references (float64)
@@ -129,14 +134,17 @@ def test_adapters_match_functions() -> None:
         "logit_scale": jnp.asarray(7.0),
         "logit_bias": jnp.asarray(-3.0),
     }
-    assert set(CONTRASTIVE_OBJECTIVES) == {"clip", "siglip"}
-    loss, _ = CONTRASTIVE_OBJECTIVES["clip"](outputs)
+    # The two-tower contrastive objectives, each reading the loss of the model's outputs.
+    assert {name for name, objective in OBJECTIVES.items() if issubclass(objective, Clip)} == {"clip", "siglip"}
+    contrastive = {name: make_objective(apply_overrides(ExperimentConfig(), [f"objective.name={name}"]), 64)
+                   for name in ("clip", "siglip")}
+    loss, _ = contrastive["clip"].loss(outputs)
     np.testing.assert_allclose(float(loss), float(clip_loss(x, y, 7.0)[0]), rtol=1e-6)
-    loss, _ = CONTRASTIVE_OBJECTIVES["siglip"](outputs)
+    loss, _ = contrastive["siglip"].loss(outputs)
     np.testing.assert_allclose(float(loss), float(siglip_loss(x, y, 7.0, -3.0)[0]), rtol=1e-6)
     # CLIP does not need a bias.
     no_bias = {k: v for k, v in outputs.items() if k != "logit_bias"}
-    CONTRASTIVE_OBJECTIVES["clip"](no_bias)
+    contrastive["clip"].loss(no_bias)
 
 
 # ---------------------------------------------------------------- global negatives under GSPMD

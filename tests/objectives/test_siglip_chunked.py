@@ -11,10 +11,11 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from radfm_jax.config.schema import ObjectiveConfig
+from radfm_jax.config.overrides import apply_overrides
+from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
-from radfm_jax.objectives import CONTRASTIVE_OBJECTIVES, contrastive_objective
-from radfm_jax.objectives.siglip import siglip_loss
+from radfm_jax.objectives import make_objective
+from radfm_jax.objectives.siglip import siglip_loss, siglip_loss_of
 from radfm_jax.objectives.siglip_chunked import chunked_siglip_loss
 
 AXES = ("data", "fsdp")
@@ -97,12 +98,21 @@ def test_batch_must_split_over_devices() -> None:
 
 def test_objective_from_config() -> None:
     mesh = _mesh(2, 4)
-    assert contrastive_objective(ObjectiveConfig("siglip"), mesh, AXES) is CONTRASTIVE_OBJECTIVES["siglip"]
-    chunked = contrastive_objective(ObjectiveConfig("siglip", chunked=True), mesh, AXES)
+
+    def objective(*overrides: str):
+        config = apply_overrides(ExperimentConfig(), ["objective.name=siglip", *overrides])
+        return make_objective(config, 64, mesh)
+
     x, y = _embeddings(3)
     outputs = {"image_emb": x, "text_emb": y, "logit_scale": 10.0, "logit_bias": -10.0}
+    # Unchunked, SigLIP's loss is the dense one: the same computation, no ring over the mesh.
+    dense = objective().loss
+    assert str(jax.make_jaxpr(dense)(outputs)) == str(jax.make_jaxpr(siglip_loss_of)(outputs))
+    assert "shard_map" not in str(jax.make_jaxpr(dense)(outputs))
+    chunked = objective("objective.chunked=true").loss
+    assert "shard_map" in str(jax.make_jaxpr(chunked)(outputs))
     np.testing.assert_allclose(
         float(jax.jit(chunked)(outputs)[0]), float(siglip_loss(x, y, 10.0, -10.0)[0]), rtol=1e-5
     )
     with pytest.raises(ConfigError, match="objective.name=siglip"):
-        contrastive_objective(ObjectiveConfig("clip", chunked=True), mesh, AXES)
+        apply_overrides(ExperimentConfig(), ["objective.name=clip", "objective.chunked=true"])

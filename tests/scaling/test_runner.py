@@ -137,26 +137,11 @@ def test_run_finishes_points_marks_failures_and_skips_finished(base, data_dir, t
     assert rows[0]["data_size"] < rows[1]["data_size"]
 
 
-class _StopAtStep:
-    """Stands in for SIGTERM: train() saves and returns after step k."""
-
-    def __init__(self, k):
-        self._k = k
-
-    def reached(self, step):
-        return step == self._k
-
-    def restore(self):
-        pass
-
-
 @pytest.mark.slow
-def test_an_interrupted_point_resumes_from_its_checkpoint(base, data_dir, tmp_path, monkeypatch):
-    from radfm_jax.train import loop
-
+def test_an_interrupted_point_resumes_from_its_checkpoint(base, data_dir, tmp_path, stop_at_step):
     (point,) = _grid(base, [30]).points
     sweep = Sweep("s", (point,), SMOKE)
-    monkeypatch.setattr(loop, "_Preemption", lambda start_step: _StopAtStep(2))
+    stop_at_step(2)
     assert runner.run_sweep(sweep, tmp_path) == {point.name: "pending"}
     assert runner.checkpoint_step(tmp_path / point.name) == 2
     assert runner.point_status(tmp_path, point).detail == "resumes from step 2"
@@ -165,7 +150,7 @@ def test_an_interrupted_point_resumes_from_its_checkpoint(base, data_dir, tmp_pa
         json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
     assert runner.point_status(tmp_path, point).state == "pending"
 
-    monkeypatch.setattr(loop, "_Preemption", lambda start_step: _StopAtStep(-1))
+    stop_at_step(-1)
     assert runner.run_sweep(sweep, tmp_path) == {point.name: "done"}
     assert _steps(tmp_path / point.name) == [1, 2, 3, 4]  # steps 3 and 4 only added, nothing redone
     assert runner.checkpoint_step(tmp_path / point.name) == 4

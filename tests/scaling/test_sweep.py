@@ -18,11 +18,9 @@ from radfm_jax.config.loading import load_experiment
 from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.data.datasets import open_prepared
 from radfm_jax.errors import ConfigError
-from radfm_jax.parallel.mesh import make_mesh
+from radfm_jax.objectives import make_objective
 from radfm_jax.scaling.runner import emit_tpu_commands
 from radfm_jax.scaling.sweep import Sweep, grid, isoflop, load_sweep, param_count
-from radfm_jax.train.flops import train_step_flops
-from radfm_jax.train.tasks import make_task
 
 SMOKE = "experiments/synthetic_cxr/clip.py:smoke"
 VOCAB = 256
@@ -50,9 +48,12 @@ def test_ladder_runs_from_a_cpu_size_to_vit_l_through_the_published_vits():
     assert all(s.width % s.heads == 0 for s in sizes)
 
 
+def _model_flops(config, vocab_size):
+    return make_objective(config, vocab_size).flops().model
+
+
 def _initialised_params(config, vocab_size):
-    mesh = make_mesh(config.mesh.__class__(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-    model = make_task(config, vocab_size, mesh).model_factory()
+    model = make_objective(config, vocab_size).model_factory()()
     return sum(np.asarray(leaf).size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
@@ -78,7 +79,7 @@ def test_grid_is_the_full_product_with_readable_unique_names(base):
     for point in sweep.points:
         cfg = point.config
         assert (point.steps, point.data_size) == (cfg.total_steps, cfg.data.train_patients)
-        assert point.flops_per_step == train_step_flops(cfg, VOCAB).model
+        assert point.flops_per_step == _model_flops(cfg, VOCAB)
         # The overrides alone rebuild the config from the base experiment.
         assert load_experiment(SMOKE, point.overrides) == cfg
     for model in ("XXS", "w16"):
@@ -97,7 +98,7 @@ def test_unnamed_model_sizes_are_named_by_their_parameters(base):
 
 def test_isoflop_steps_spend_each_budget_within_a_step(base):
     sizes = ["XXS", {"name": "w16", "model.image.width": 16, "model.text.width": 16}]
-    per_step = {name: train_step_flops(apply_overrides(base, ov), VOCAB).model
+    per_step = {name: _model_flops(apply_overrides(base, ov), VOCAB)
                 for name, ov in [("XXS", ["model.image.width=64", "model.image.depth=2", "model.image.heads=2",
                                           "model.text.width=64", "model.text.depth=2", "model.text.heads=2"]),
                                  ("w16", ["model.image.width=16", "model.text.width=16"])]}

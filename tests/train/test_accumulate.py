@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from radfm_jax.config.schema import (
-    ImageTowerConfig,
-    MeshConfig,
-    ModelConfig,
-    OptimConfig,
-    TextTowerConfig,
-)
-from radfm_jax.data.device_put import to_global_batch
+from radfm_jax.config.schema import MeshConfig
 from radfm_jax.errors import ConfigError
-from radfm_jax.models.two_tower import TwoTower
-from radfm_jax.parallel.mesh import make_mesh
+from radfm_jax.objectives.clip import Clip
 from radfm_jax.train.accumulate import (
     check_microbatching,
     merge_microbatches,
     split_microbatches,
 )
-from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
-from radfm_jax.train.state import init_train_state, plan_state
-from radfm_jax.train.step import batch_shardings, build_train_step
 
-MODEL = ModelConfig(
-    image=ImageTowerConfig(patch_size=8, width=32, depth=1, heads=2, pool="mean"),
-    text=TextTowerConfig(width=32, depth=1, heads=2, pool="mean"),
-    embed_dim=16,
-    scan_layers=False,
-)
-OPTIM = OptimConfig(learning_rate=1e-2, warmup_steps=0)
-IMAGE, TEXT_LEN, VOCAB, BATCH = 16, 8, 64, 32
+MESH = MeshConfig(data=2, fsdp=4, tensor=1, rules="fsdp")
+BATCH = 32
 
 
 def test_microbatch_i_holds_every_steps_th_example() -> None:
@@ -62,30 +46,26 @@ def alignment_loss(outputs: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, 
     return jnp.mean(per_example), {"cosine": jnp.mean(cosine)}
 
 
-def test_accumulated_step_equals_full_batch_step() -> None:
-    mesh = make_mesh(MeshConfig(data=2, fsdp=4, tensor=1, rules="fsdp"))
+class Alignment(Clip):
+    """CLIP's towers trained with `alignment_loss`: no example is another's negative, so
+    gradient accumulation averages microbatch gradients instead of running GradCache."""
 
-    def factory() -> TwoTower:
-        return TwoTower(MODEL, VOCAB, TEXT_LEN, IMAGE, rngs=nnx.Rngs(0))
+    batch_coupled = False
 
-    tx = make_optimizer(OPTIM, 10)
-    layout = plan_state(factory, tx, mesh, "fsdp")
-    state = init_train_state(layout, factory, tx)
-    rng = np.random.default_rng(0)
-    host_batch = {
-        "image": rng.normal(size=(BATCH, IMAGE, IMAGE, 1)).astype(np.float32),
-        "tokens": rng.integers(1, VOCAB, (BATCH, TEXT_LEN)).astype(np.int32),
-        "labels": np.zeros((BATCH, 7), np.int8),
-    }
-    batch = to_global_batch(host_batch, batch_shardings(mesh))
-    schedule = learning_rate_schedule(OPTIM, 10)
+    def loss(self, outputs):
+        return alignment_loss(outputs)
+
+
+def test_accumulated_step_equals_full_batch_step(toy_experiment) -> None:
+    exp = toy_experiment(MESH, batch_size=BATCH)
+    state = exp.init_state()
+    batch = exp.random_batch(0)
 
     def one_step(steps: int):
-        step = build_train_step(
-            layout, tx, alignment_loss, schedule, mesh, grad_accum_steps=steps, batch_coupled_loss=False
-        )
+        planned = toy_experiment(MESH, batch_size=BATCH, changes={"optim.grad_accum_steps": steps})
+        planned = dataclasses.replace(planned, objective=Alignment(planned.config, planned.vocab_size, planned.mesh))
         fresh = jax.tree.map(lambda x: x.copy(), state)  # the step donates its input
-        new_state, metrics = step.jit()(fresh, batch)
+        new_state, metrics = planned.train_step().jit()(fresh, batch)
         return jax.device_get(new_state.params), jax.device_get(metrics)
 
     params, metrics = one_step(4)
@@ -94,7 +74,7 @@ def test_accumulated_step_equals_full_batch_step() -> None:
         np.testing.assert_allclose(metrics[key], ref_metrics[key], rtol=1e-5, err_msg=key)
     # Adam's first update is about lr * sign(grad): compare to 1% of the learning rate.
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=OPTIM.learning_rate / 100),
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=exp.config.optim.learning_rate / 100),
         params,
         ref_params,
     )

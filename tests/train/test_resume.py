@@ -15,19 +15,6 @@ def _losses(workdir):
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-class _StopAtStep:
-    """Stands in for SIGTERM: asks to save and stop after step k."""
-
-    def __init__(self, k):
-        self._k = k
-
-    def reached(self, step):
-        return step == self._k
-
-    def restore(self):
-        pass
-
-
 @pytest.fixture(scope="module", params=[("clip", []), ("mae", []), ("captioner", ["objective.parallel_fraction=0.5"])],
                 ids=["clip", "mae", "cappa"])
 def config(request, tmp_path_factory):
@@ -38,18 +25,18 @@ def config(request, tmp_path_factory):
     return load_experiment(f"experiments/synthetic_cxr/{experiment}.py:smoke", OVERRIDES + extra)
 
 
-def test_preempted_and_resumed_run_equals_uninterrupted(config, tmp_path, monkeypatch):
+def test_preempted_and_resumed_run_equals_uninterrupted(config, tmp_path, stop_at_step):
     loop.train(config, tmp_path / "straight")
     straight = _losses(tmp_path / "straight")
     assert [r["step"] for r in straight] == list(range(1, 9))
 
-    monkeypatch.setattr(loop, "_Preemption", lambda start_step: _StopAtStep(3))
+    stop_at_step(3)
     loop.train(config, tmp_path / "resumed")
     first_part = _losses(tmp_path / "resumed")
     assert [r["step"] for r in first_part] == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
 
-    monkeypatch.setattr(loop, "_Preemption", lambda start_step: _StopAtStep(10**9))
+    stop_at_step(10**9)
     loop.train(config, tmp_path / "resumed")
     resumed = _losses(tmp_path / "resumed")
     assert [r["step"] for r in resumed] == list(range(1, 9))

@@ -6,53 +6,24 @@ import numpy as np
 import pytest
 
 from radfm_jax.config.loading import load_experiment
+from radfm_jax.config.overrides import with_fields
 from radfm_jax.config.schema import MeshConfig
-from radfm_jax.data.device_put import to_global_batch
-from radfm_jax.parallel.mesh import make_mesh
-from radfm_jax.train.loop import build_step
-from radfm_jax.train.optimizer import make_optimizer
-from radfm_jax.train.state import init_train_state, plan_state
-from radfm_jax.train.step import batch_shardings
-from radfm_jax.train.tasks import make_task
+from radfm_jax.train.experiment import Experiment
 
 VOCAB = 128
 
 
-def _run(config, mesh_cfg: MeshConfig, devices, batches):
-    mesh = make_mesh(mesh_cfg, devices)
-    task = make_task(config, VOCAB, mesh)
-    tx = make_optimizer(config.optim, config.total_steps)
-    layout = plan_state(task.model_factory, tx, mesh, mesh_cfg.rules)
-    state = init_train_state(layout, task.model_factory, tx)
-    step = build_step(config, layout, tx, mesh, task).jit()
+def _run(config, mesh_cfg: MeshConfig, devices, seeds):
+    """Losses, final parameters and state after a step on the batch of each seed (the same
+    random batches whatever the mesh)."""
+    exp = Experiment.plan(with_fields(config, {"mesh": mesh_cfg}), VOCAB, devices=devices)
+    state = exp.init_state()
+    step = exp.train_step().jit()
     losses = []
-    for batch in batches:
-        state, metrics = step(state, to_global_batch(batch, batch_shardings(mesh)))
+    for seed in seeds:
+        state, metrics = step(state, exp.random_batch(seed))
         losses.append(float(metrics["loss"]))
     return losses, jax.device_get(state.params), state
-
-
-def _batches(config, count):
-    rng = np.random.default_rng(1)
-    size, length = config.data.input_size, config.data.max_text_len
-    return [
-        {
-            "image": rng.normal(size=(config.batch_size, size, size, 1)).astype(np.float32),
-            "tokens": _reports(rng, config.batch_size, length),
-            "labels": np.zeros((config.batch_size, 7), np.int8),
-        }
-        for _ in range(count)
-    ]
-
-
-def _reports(rng, batch, length):
-    """Token rows of varied length: ids, EOS (2), then padding (0)."""
-    tokens = rng.integers(3, VOCAB, (batch, length)).astype(np.int32)
-    ends = rng.integers(length // 4, length, batch)
-    positions = np.arange(length)[None]
-    tokens[positions == ends[:, None]] = 2
-    tokens[positions > ends[:, None]] = 0
-    return tokens
 
 
 @pytest.mark.parametrize("experiment, overrides", [
@@ -65,10 +36,10 @@ def test_sharded_step_equals_single_device(experiment, overrides):
         f"experiments/synthetic_cxr/{experiment}.py:smoke",
         ["optim.warmup_steps=1", "optim.learning_rate=1e-2", *overrides],
     )
-    batches = _batches(config, 3)
-    single_losses, single_params, _ = _run(config, MeshConfig(1, 1, 1, "fsdp"), jax.devices()[:1], batches)
+    seeds = range(1, 4)
+    single_losses, single_params, _ = _run(config, MeshConfig(1, 1, 1, "fsdp"), jax.devices()[:1], seeds)
     sharded_mesh = MeshConfig(data=2, fsdp=4, tensor=1, rules="fsdp")
-    sharded_losses, sharded_params, state = _run(config, sharded_mesh, jax.devices(), batches)
+    sharded_losses, sharded_params, state = _run(config, sharded_mesh, jax.devices(), seeds)
 
     # The parameters really are split over the fsdp axis.
     image_tower = state.params["image"] if "image" in state.params else state.params["encoder"]  # MAE
@@ -92,9 +63,9 @@ def test_accumulated_step_equals_full_batch(experiment, overrides):
             ["optim.warmup_steps=1", "optim.learning_rate=1e-2", *overrides]]
     config = load_experiment(*base)
     accumulated = load_experiment(base[0], [*base[1], "optim.grad_accum_steps=2"])
-    batches = _batches(config, 2)
+    seeds = range(1, 3)
     mesh = MeshConfig(data=2, fsdp=1, tensor=1, rules="dp")
-    full_losses, full_params, _ = _run(config, mesh, jax.devices()[:2], batches)
-    micro_losses, micro_params, _ = _run(accumulated, mesh, jax.devices()[:2], batches)
+    full_losses, full_params, _ = _run(config, mesh, jax.devices()[:2], seeds)
+    micro_losses, micro_params, _ = _run(accumulated, mesh, jax.devices()[:2], seeds)
     np.testing.assert_allclose(micro_losses, full_losses, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), micro_params, full_params)

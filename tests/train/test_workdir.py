@@ -1,4 +1,3 @@
-import dataclasses
 import json
 
 import pytest
@@ -6,7 +5,7 @@ import pytest
 from radfm_jax.config.overrides import to_dict
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
-from radfm_jax.train.metrics import MetricWriter
+from radfm_jax.train.metric_writer import MetricWriter
 from radfm_jax.train.workdir import claim_workdir, read_config
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from radfm_jax.config.overrides import nearest
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders import synthetic_cxr
 from radfm_jax.data.builders.chexpert import Chexpert
@@ -37,7 +38,8 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
 
 def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
     if name not in BUILDERS:
-        raise ConfigError(f"no builder for data set '{name}'; known: {', '.join(BUILDERS)}")
+        raise ConfigError(f"no builder for data set '{name}' (did you mean '{nearest(name, BUILDERS)}'?); "
+                          f"known: {', '.join(BUILDERS)}")
     return BUILDERS[name]
 
 

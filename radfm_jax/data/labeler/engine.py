@@ -7,7 +7,12 @@ import re
 import numpy as np
 
 from radfm_jax.data.findings import (
-    CHEXPERT_FINDINGS, NEGATIVE, NO_FINDING, NOT_MENTIONED, POSITIVE, UNCERTAIN,
+    CHEXPERT_FINDINGS,
+    NEGATIVE,
+    NO_FINDING,
+    NOT_MENTIONED,
+    POSITIVE,
+    UNCERTAIN,
 )
 from radfm_jax.data.labeler import rules
 from radfm_jax.data.report_sections import SECTION_NAMES, normalize_report, parse_sections

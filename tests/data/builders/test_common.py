@@ -4,7 +4,6 @@ parsing, manual-folder errors, and the registry's helpers."""
 from __future__ import annotations
 
 import stat
-import typing
 
 import numpy as np
 import pytest
@@ -126,6 +125,13 @@ def test_registry_on_synthetic_cxr(tmp_path):
         DataConfig(num_train=20, num_val=5, num_test=5, image_size=32), tmp_path)
     assert registry.label_names(builder) == FINDINGS
     assert registry.recorded_spec(builder) is None
-    # Every data set a DataConfig can name has a builder.
-    names = typing.get_args(typing.get_type_hints(DataConfig)["name"])
-    assert set(registry.BUILDERS) == set(names)
+    # data.name is checked against the registry: every registered data set is accepted, and
+    # another name is refused with the nearest registered one and the list.
+    from radfm_jax.config.loading import validate
+    from radfm_jax.config.overrides import apply_overrides
+    from radfm_jax.config.schema import ExperimentConfig
+
+    for name in registry.BUILDERS:
+        validate(apply_overrides(ExperimentConfig(), [f"data.name={name}"]))
+    with pytest.raises(ConfigError, match="no builder for data set 'mimic' \\(did you mean 'mimic_cxr'\\?\\); known: synthetic_cxr"):
+        validate(apply_overrides(ExperimentConfig(), ["data.name=mimic"]))

@@ -16,14 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from radfm_jax.data.builders.common import (
-    ManualBuilder, PlannedExample, RadiographConfig, planned_radiograph,
+    ManualBuilder,
+    PlannedExample,
+    RadiographConfig,
+    planned_radiograph,
 )
 from radfm_jax.data.builders.manual_folder import read_csv_rows, require_files
 from radfm_jax.data.builders.patient_splits import seeded_split
 from radfm_jax.data.builders.pseudonyms import Pseudonymizer
 from radfm_jax.data.builders.skips import DUPLICATE_ROW, UNPARSEABLE_ROW, SkipLog
 from radfm_jax.data.builders.table_fields import (
-    apply_uncertain_policy, chexpert_value, parse_age, parse_sex,
+    apply_uncertain_policy,
+    chexpert_value,
+    parse_age,
+    parse_sex,
 )
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
 

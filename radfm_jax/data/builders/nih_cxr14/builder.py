@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from radfm_jax.data.builders.common import (
-    ManualBuilder, PlannedExample, RadiographConfig, planned_radiograph,
+    ManualBuilder,
+    PlannedExample,
+    RadiographConfig,
+    planned_radiograph,
 )
 from radfm_jax.data.builders.manual_folder import read_csv_rows, require_files
 from radfm_jax.data.builders.patient_splits import seeded_split

@@ -16,7 +16,10 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
-    ManualBuilder, ManualBuilderConfig, PlannedExample, planned_radiograph,
+    ManualBuilder,
+    ManualBuilderConfig,
+    PlannedExample,
+    planned_radiograph,
 )
 from radfm_jax.data.builders.features import manual_cxr_features
 from radfm_jax.data.builders.manual_folder import require_files

@@ -13,7 +13,14 @@ from radfm_jax.data.builders.features import cxr_features
 from radfm_jax.data.builders.synthetic_cxr.render import render
 from radfm_jax.data.builders.synthetic_cxr.reports import write_reports
 from radfm_jax.data.builders.synthetic_cxr.studies import (
-    CHUNK_SIZE, SEXES, SPLITS, VIEWS, SplitPlan, plan_splits, sample_patients, sample_studies,
+    CHUNK_SIZE,
+    SEXES,
+    SPLITS,
+    VIEWS,
+    SplitPlan,
+    plan_splits,
+    sample_patients,
+    sample_studies,
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radfm_jax.data.builders.synthetic_cxr.studies import AP, BILATERAL, F, LATERAL, LEFT, RIGHT, Studies
+from radfm_jax.data.builders.synthetic_cxr.studies import AP, BILATERAL, LATERAL, LEFT, RIGHT, F, Studies
 
 _F32 = np.float32
 

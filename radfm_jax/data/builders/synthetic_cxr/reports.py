@@ -11,7 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from radfm_jax.data.builders.synthetic_cxr.studies import (
-    AP, BILATERAL, DEVICES, LATERAL, LEFT, PA, SIDES, SUBTLE_MAX, ZONES, F, Studies,
+    AP,
+    BILATERAL,
+    DEVICES,
+    LATERAL,
+    LEFT,
+    PA,
+    SIDES,
+    SUBTLE_MAX,
+    ZONES,
+    F,
+    Studies,
 )
 from radfm_jax.data.findings import FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
 

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from radfm_jax.errors import ConfigError
-from radfm_jax.evals.linear_probe import fit_linear_probe, linear_probe_metrics
+from radfm_jax.evals.ridge_probe import fit_linear_probe, linear_probe_metrics
 
 POSITIVE, NEGATIVE, UNCERTAIN, NOT_MENTIONED = 1, 0, -1, -2
 
@@ -29,6 +29,17 @@ def _linear_findings(n: int, weights: np.ndarray, rng: np.random.Generator, nois
     features = rng.normal(size=(n, weights.shape[0]))
     latent = features @ weights + noise * rng.normal(size=(n, weights.shape[1]))
     return features, latent > 0
+
+
+def _train_and_test(n_train: int, n_test: int, weights: np.ndarray, rng: np.random.Generator, *, noise: float,
+                    uncertain_rate: float):
+    """(train features, train labels, test features, test labels) of _linear_findings, labelled
+    by _chexpert_labels (drawn in that order from `rng`)."""
+    train_x, train_truth = _linear_findings(n_train, weights, rng, noise=noise)
+    test_x, test_truth = _linear_findings(n_test, weights, rng, noise=noise)
+    train_labels = _chexpert_labels(train_truth, rng, uncertain_rate=uncertain_rate)
+    test_labels = _chexpert_labels(test_truth, rng, uncertain_rate=uncertain_rate)
+    return train_x, train_labels, test_x, test_labels
 
 
 # ---------------------------------------------------------------- the ridge solution itself
@@ -206,10 +217,8 @@ def test_same_seed_same_probe_other_seed_other_split() -> None:
 def test_single_class_finding_is_nan_and_left_out_of_the_mean() -> None:
     rng = np.random.default_rng(2)
     weights = rng.normal(size=(8, 3))
-    train_x, train_truth = _linear_findings(500, weights, rng, noise=0.5)
-    test_x, test_truth = _linear_findings(500, weights, rng, noise=0.5)
-    train_labels = _chexpert_labels(train_truth, rng, uncertain_rate=0.1)
-    test_labels = _chexpert_labels(test_truth, rng, uncertain_rate=0.1)
+    train_x, train_labels, test_x, test_labels = _train_and_test(500, 500, weights, rng, noise=0.5,
+                                                                 uncertain_rate=0.1)
     train_labels[:, 1] = np.where(train_labels[:, 1] == POSITIVE, UNCERTAIN, train_labels[:, 1])
 
     probe = fit_linear_probe(train_x, train_labels)
@@ -232,10 +241,8 @@ def test_single_class_finding_is_nan_and_left_out_of_the_mean() -> None:
 def test_single_class_in_the_test_split_is_nan_too() -> None:
     rng = np.random.default_rng(4)
     weights = rng.normal(size=(6, 2))
-    train_x, train_truth = _linear_findings(300, weights, rng, noise=0.5)
-    test_x, test_truth = _linear_findings(200, weights, rng, noise=0.5)
-    train_labels = _chexpert_labels(train_truth, rng, uncertain_rate=0.0)
-    test_labels = _chexpert_labels(test_truth, rng, uncertain_rate=0.0)
+    train_x, train_labels, test_x, test_labels = _train_and_test(300, 200, weights, rng, noise=0.5,
+                                                                 uncertain_rate=0.0)
     test_labels[:, 1] = NEGATIVE
 
     probe = fit_linear_probe(train_x, train_labels)

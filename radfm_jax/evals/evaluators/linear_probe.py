@@ -1,6 +1,6 @@
 """The linear-probe evaluator: frozen pooled image features of the training split (first
 eval.probe_train_examples rows) fit a closed-form ridge probe per finding on the host
-(evals/linear_probe.py); AUROC on the evaluation split. Works for any model with an
+(evals/ridge_probe.py); AUROC on the evaluation split. Works for any model with an
 `image_features` predict function (contrastive towers, MAE encoders, captioners)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from jax.sharding import Mesh
 
 from radfm_jax.config.schema import DataConfig, EvalConfig
 from radfm_jax.data.tokenizer import Tokenizer
-from radfm_jax.evals.linear_probe import fit_linear_probe, linear_probe_metrics
 from radfm_jax.evals.predictors import Predictors
+from radfm_jax.evals.ridge_probe import fit_linear_probe, linear_probe_metrics
 from radfm_jax.evals.split_inference import read_targets, run_over_split
 
 

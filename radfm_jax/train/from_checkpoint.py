@@ -10,11 +10,12 @@ from pathlib import Path
 from radfm_jax.config.loading import validate
 from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.errors import ConfigError
-from radfm_jax.evals.generation import GenerationEvaluator
+from radfm_jax.evals.evaluators import evaluate_all
+from radfm_jax.evals.evaluators.generation import GenerationEvaluator
 from radfm_jax.parallel import multihost
 from radfm_jax.train import checkpoint
-from radfm_jax.train.loop import Experiment, evaluate_all
-from radfm_jax.train.metrics import MetricWriter, format_eval_table
+from radfm_jax.train.experiment import Experiment
+from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
 from radfm_jax.train.workdir import read_config
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from radfm_jax.parallel.mesh import batch_sharding
 from radfm_jax.parallel.multihost import gather_to_host
 
 
-class ContrastiveEvaluator:
+class ZeroshotRetrievalEvaluator:
     def __init__(
         self,
         source: Any,

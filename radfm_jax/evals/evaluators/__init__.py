@@ -1,5 +1,7 @@
-"""Builds the evaluators an experiment runs, by name (explicit mapping), from the prepared
-data and the model's predict functions. Each evaluator is `params -> flat metrics dict`."""
+"""The evaluators, by name (explicit mapping): each is built from the prepared data and the
+model's named predict functions (evals/predictors.py) and is `params -> flat metrics dict`, the
+keys `"<evaluator>/<metric>[/<class>]"`. They run inside training on padded, masked batches and
+from `radfm eval`."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ from jax.sharding import Mesh
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.datasets import PreparedData
 from radfm_jax.errors import ConfigError
-from radfm_jax.evals.contrastive import ContrastiveEvaluator
-from radfm_jax.evals.generation import GenerationEvaluator
+from radfm_jax.evals.evaluators.generation import GenerationEvaluator
+from radfm_jax.evals.evaluators.linear_probe import LinearProbeEvaluator
+from radfm_jax.evals.evaluators.zeroshot_retrieval import ZeroshotRetrievalEvaluator
 from radfm_jax.evals.predictors import Predictors
-from radfm_jax.evals.probing import LinearProbeEvaluator
 
 Evaluator = Callable[[dict], dict[str, float]]
 
 
 def _zeroshot_retrieval(config, data, predictors, mesh, split) -> Evaluator:
-    return ContrastiveEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
+    return ZeroshotRetrievalEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
                                 config.data, config.eval)
 
 
@@ -57,3 +59,11 @@ def build_evaluators(config: ExperimentConfig, data: PreparedData, predictors: P
                               f"'{config.objective.name}' trains a model without {missing}; remove it")
         evaluators.append(EVALUATORS[name](config, data, predictors, mesh, split))
     return evaluators
+
+
+def evaluate_all(evaluators: Sequence[Evaluator], params: dict) -> dict[str, float]:
+    """Every evaluator's results, merged."""
+    results: dict[str, float] = {}
+    for evaluator in evaluators:
+        results.update(evaluator(params))
+    return results
