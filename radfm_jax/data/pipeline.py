@@ -125,9 +125,9 @@ def make_train_loader(
     shuffle_seed, *aug_seeds = _derive_seeds(seed, 1 + len(transforms))
     ds = ds.shuffle(seed=shuffle_seed).repeat(None)
     ds = _apply(ds, transforms, aug_seeds)
-    if keys is not None:
-        ds = ds.map(_Select(_check_keys(ds[0], keys)))
     ds = ds.batch(local_batch, drop_remainder=True)
+    if keys is not None:  # on whole batches: one dict per batch, not per example
+        ds = ds.map(_Select(_check_keys(ds[0], keys)))
     ds = ds[process_index::process_count]
     it_ds = ds.to_iter_dataset(_read_options(data_cfg))
     if data_cfg.worker_count > 0:
