@@ -154,5 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The `radfm` command: process-wide set-up that in-process callers of main() do not want,
+    then main(). A failed checkpoint restore's abandoned reads report until the process ends,
+    so their filter stays for the life of the process."""
+    from radfm_jax.reporting import filter_abandoned_reads
+
+    filter_abandoned_reads()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

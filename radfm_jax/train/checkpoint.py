@@ -7,11 +7,6 @@ process reads its own rows of every batch."""
 from __future__ import annotations
 
 import contextlib
-import gc
-import inspect
-import os
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +17,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from radfm_jax.errors import CheckpointError
+from radfm_jax.reporting import filter_abandoned_reads
 
 
 def make_manager(workdir: Path, *, keep: int) -> ocp.CheckpointManager:
@@ -160,35 +156,13 @@ def _check_compatible(path: Path, abstract_state: Any) -> None:
 
 @contextlib.contextmanager
 def quiet_abandoned_reads() -> Iterator[None]:
-    """While active, drop the reports of tensorstore reads a failed restore abandoned.
-
-    After a failed restore, orbax has closed its event loop while reads of other arrays are
-    still finishing; each then reports 'Event loop is closed' (or an abandoned orbax coroutine)
-    through sys.unraisablehook or threading.excepthook, burying the one-line error under hundreds
-    of traceback lines. The CLI runs its commands inside this; anything else still reaches the
-    previous hooks, which are put back on exit, after the abandoned reads have been collected."""
-    previous, previous_thread_hook = sys.unraisablehook, threading.excepthook
-    orbax_dir = f"{os.sep}orbax{os.sep}"
-
-    def hook(unraisable):
-        exc, obj = unraisable.exc_value, unraisable.object
-        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
-            return
-        if inspect.iscoroutine(obj) and orbax_dir in obj.cr_code.co_filename:
-            return
-        previous(unraisable)
-
-    def thread_hook(args):
-        if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
-            return
-        previous_thread_hook(args)
-
-    sys.unraisablehook, threading.excepthook = hook, thread_hook
+    """filter_abandoned_reads around a call (the `radfm` command keeps it for its whole process,
+    since some reports arrive after the command has returned)."""
+    restore = filter_abandoned_reads()
     try:
         yield
     finally:
-        gc.collect()  # abandoned coroutines report when collected: while the filter is active
-        sys.unraisablehook, threading.excepthook = previous, previous_thread_hook
+        restore()
 
 
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
