@@ -1,12 +1,23 @@
-"""`radfm <verb>`: train, eval, generate, data, compile, sweep. User mistakes print one message and exit non-zero."""
+"""`radfm <verb>`: train, finetune, eval, generate, data, compile, sweep. User mistakes print one message and exit non-zero."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from radfm_jax.errors import ConfigError
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `train` and `finetune` share: the experiment, its workdir and overrides."""
+    parser.add_argument("--config", required=True, help="experiments/<study>/<name>.py[:arg]")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set total_steps=100 (repeatable)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="continue a workdir whose config.json differs (the old one is kept)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -14,16 +25,22 @@ def _parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="train or resume an experiment in a workdir")
-    train.add_argument("--config", required=True, help="experiments/<study>/<name>.py[:arg]")
-    train.add_argument("--workdir", required=True)
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set total_steps=100 (repeatable)")
-    train.add_argument("--allow-config-change", action="store_true",
-                       help="continue a workdir whose config.json differs (the old one is kept)")
+    _add_run_arguments(train)
 
-    evaluate = verbs.add_parser("eval", help="evaluate a workdir's latest (or a chosen) checkpoint")
-    evaluate.add_argument("--workdir", required=True)
+    finetune = verbs.add_parser(
+        "finetune", help="train an experiment (e.g. objective classify) starting from another run's image tower")
+    finetune.add_argument("--from", dest="source", required=True, help="the pretraining run's workdir")
+    finetune.add_argument("--step", type=int, default=0, help="its checkpoint step (default: latest)")
+    _add_run_arguments(finetune)
+
+    evaluate = verbs.add_parser("eval", help="evaluate a workdir's latest (or a chosen) checkpoint, or compare two")
+    evaluate.add_argument("--workdir", help="the workdir to evaluate")
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    evaluate.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                          help="instead: A's AUROC minus B's per finding on the same test studies, with paired "
+                               "patient-bootstrap intervals, from their saved evaluations")
+    evaluate.add_argument("--kind", default="classification", choices=["classification", "zeroshot"],
+                          help="--compare: which evaluator's predictions")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override eval.* fields, e.g. --set eval.split=val")
 
@@ -55,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--peak-tflops", type=float, default=None,
                           help="peak bf16 TFLOP/s per device, for a chip the built-in table lacks")
     compile_.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
+
+    adapt = verbs.add_parser(
+        "adapt-sweep", help="label efficiency: fine-tune modes x label fractions x seeds from a pretraining run, "
+                            "then write the table and plot (finished points are kept)")
+    adapt.add_argument("spec", help="experiments/adapt/<name>.py[:arg]")
+    adapt.add_argument("--from", dest="source", required=True, help="the pretraining run's workdir")
+    adapt.add_argument("--root", required=True, help="the sweep's folder: one workdir per point")
 
     sweep = verbs.add_parser("sweep", help="scaling sweeps: train the points in turn, show their state, collect results")
     sweep_verbs = sweep.add_subparsers(dest="sweep_verb", required=True)
@@ -97,29 +121,53 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapt_sweep(args: argparse.Namespace) -> int:
+    from absl import flags
+
+    from radfm_jax.adapt import label_efficiency as le
+    from radfm_jax.scaling import collect, runner
+
+    spec = le.load_spec(args.spec)
+    sweep = le.build_sweep(spec, args.source)
+    flags.FLAGS.mark_as_parsed()  # Grain's worker processes read absl flags
+    states = runner.run_sweep(sweep, args.root)
+    table = le.label_efficiency_table(spec, collect.collect(sweep, args.root))
+    paths = le.write_table(table, Path(args.root))
+    print(runner.format_status(runner.sweep_status(sweep, args.root)))
+    print(f"\n{le.format_markdown(table)}\nwrote {', '.join(str(p) for p in paths)}")
+    return int(runner.FAILED in states.values())
+
+
 def _run(args: argparse.Namespace) -> int:
     """The verb's work; JAX and the heavy modules are imported only by the verbs that need them."""
-    if args.verb in ("train", "eval", "generate"):
+    if args.verb in ("train", "finetune", "eval", "generate"):
         from radfm_jax.parallel.multihost import initialize_distributed
         from radfm_jax.train.checkpoint import quiet_abandoned_reads
 
-        if args.verb == "train":
+        if args.verb in ("train", "finetune"):
             from absl import flags
 
             from radfm_jax.config.loading import load_experiment
 
-            config = load_experiment(args.config, args.overrides)  # checked before JAX starts
+            start = [f"init.workdir={args.source}", f"init.step={args.step}"] if args.verb == "finetune" else []
+            config = load_experiment(args.config, [*start, *args.overrides])  # checked before JAX starts
             # Grain's worker processes read absl flags (google/grain#1355): keep their defaults.
             flags.FLAGS.mark_as_parsed()
         initialize_distributed()
         with quiet_abandoned_reads():  # a failed restore must end in its one-line message
-            if args.verb == "train":
+            if args.verb in ("train", "finetune"):
                 from radfm_jax.train.loop import train
 
                 train(config, args.workdir, allow_config_change=args.allow_config_change)
+            elif args.verb == "eval" and args.compare:
+                from radfm_jax.train.from_checkpoint import compare_workdirs
+
+                compare_workdirs(*args.compare, kind=args.kind)
             elif args.verb == "eval":
                 from radfm_jax.train.from_checkpoint import evaluate_workdir
 
+                if not args.workdir:
+                    raise ConfigError("radfm eval needs --workdir (or --compare A B)")
                 evaluate_workdir(args.workdir, step=args.step, overrides=args.overrides)
             else:
                 from radfm_jax.train.from_checkpoint import generate_workdir
@@ -133,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
         run_compile(load_experiment(args.config, args.overrides), args.topology, peak_tflops=args.peak_tflops,
                     json_out=args.json)
         return 0
+    if args.verb == "adapt-sweep":
+        return _adapt_sweep(args)
     if args.verb == "data":
         from radfm_jax.data.check import run_check
 

@@ -65,6 +65,9 @@ def validate(config: ExperimentConfig) -> None:
     if sum(size == -1 for size in sizes) > 1 or any(size == 0 or size < -1 for size in sizes):
         raise ConfigError(f"mesh sizes {sizes}: use positive sizes and at most one -1")
     builder_class(config.data.name)  # a registered data set
+    if config.init.workdir and not (Path(config.init.workdir) / "config.json").is_file():
+        raise ConfigError(f"init.workdir '{config.init.workdir}' is not a radfm workdir (no config.json); "
+                          "pass the folder a pretraining run wrote")
     model = config.model
     IMAGE_TOWERS[model.image.name].check(model.image, image_shape(config))
     TEXT_TOWERS[model.text.name].check(model.text)

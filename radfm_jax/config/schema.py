@@ -82,7 +82,8 @@ class DataConfig:
     """Which prepared data set to read and how to turn records into model inputs."""
 
     # A data set of data/builders/registry.py BUILDERS: synthetic_cxr, mimic_cxr, chexpert,
-    # chexpert_plus, openi, nih_cxr14, ct_rate.
+    # chexpert_plus, openi, nih_cxr14, nih_cxr14_expert, rsna_pneumonia,
+    # siim_acr_pneumothorax, ct_rate.
     name: str = "synthetic_cxr"
     # Where prepared data sets live; "" means ~/.cache/radfm_jax/data (RADFM_DATA_DIR overrides).
     data_dir: str = ""
@@ -100,14 +101,21 @@ class DataConfig:
     # Seed of the patient-level split for data sets without an official one.
     split_seed: int = 0
     # Scaling sweeps: train on the studies of this many patients only (0 = all): the first of a
-    # permutation of the training split's patients seeded by split_seed, so subsets nest.
+    # permutation of the training split's patients seeded by subset_seed, so subsets nest.
     train_patients: int = 0
+    # Label-efficiency studies: train on this fraction of the training split's patients (1 = all),
+    # the first of the same seeded permutation, so 1 % of patients lies inside 10 %.
+    train_fraction: float = 1.0
+    subset_seed: int = 0  # the permutation's seed (the data set's split stays split_seed's)
     # Builder settings (synthetic data sets only): size and rendering of the generated studies.
     num_train: int = 20_000
     num_val: int = 1_000
     num_test: int = 2_000
     image_size: int = 64
     build_seed: int = 0
+    # synthetic_cxr only: a known subgroup shift for testing subgroup analyses; "sex" renders
+    # the findings of female patients' studies more subtly (off by default).
+    subgroup_shift: Literal["none", "sex"] = "none"
     # Model-input settings.
     input_size: int = 64  # images are resized to input_size x input_size
     max_text_len: int = 64
@@ -188,10 +196,35 @@ class EvalConfig:
     negative_templates: tuple[str, ...] = ("no {finding}.", "there is no {finding}.")
     recall_ks: tuple[int, ...] = (1, 5, 10)
     # Which evaluators run; empty = the objective's own (contrastive: zeroshot_retrieval;
-    # mae: linear_probe; caption: generation; coca: zeroshot_retrieval and generation).
-    evaluators: tuple[Literal["zeroshot_retrieval", "linear_probe", "generation"], ...] = ()
+    # mae: linear_probe; caption: generation; coca: zeroshot_retrieval and generation;
+    # classify: classification).
+    evaluators: tuple[Literal["zeroshot_retrieval", "linear_probe", "generation", "classification",
+                              "robustness"], ...] = ()
     probe_train_examples: int = 5000  # training-split rows the linear probe is fitted on
     generate: GenerateConfig = GenerateConfig()
+    # 95 % intervals of AUROC / AUPRC (zero-shot, probe, classification) from this many
+    # patient-level bootstrap resamples of the evaluated split (0 = point estimates only).
+    bootstrap: int = 0
+    # The operating point, chosen on the val split and applied to the evaluated one: "youden",
+    # "fpr:<x>" (most sensitive with FPR <= x) or "sensitivity:<x>".
+    operating_point: str = "youden"
+    calibration_bins: int = 15
+    # Subgroup analysis (classification): attributes to compare (sex, age, view) at one
+    # threshold per finding chosen on val at this false-positive rate (Glocker et al.).
+    subgroups: tuple[Literal["sex", "age", "view"], ...] = ("sex", "age", "view")
+    subgroup_fpr: float = 0.2
+    # Robustness: acquisition shifts (evals/perturbations.py: resolution, gamma, contrast,
+    # noise, jpeg, rotate), each at severities 1-3.
+    perturbations: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig:
+    """Start the image tower from another run's checkpoint (fine-tuning, continued pretraining):
+    the tower the `workdir`'s objective trained, at `step` (0 = its latest checkpoint)."""
+
+    workdir: str = ""
+    step: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,3 +243,4 @@ class ExperimentConfig:
     optim: OptimConfig = OptimConfig()
     mesh: MeshConfig = MeshConfig()
     eval: EvalConfig = EvalConfig()
+    init: InitConfig = InitConfig()

@@ -36,11 +36,15 @@ class PatientSubset:
         self._indices = indices
 
     @classmethod
-    def first_patients(cls, source: Any, num_patients: int, seed: int) -> "PatientSubset":
-        """The studies of the first `num_patients` patients of a seeded permutation of the
-        source's distinct patient ids: with one seed a smaller subset lies inside a larger one."""
+    def first_patients(cls, source: Any, num_patients: int | None, seed: int,
+                       fraction: float | None = None) -> "PatientSubset":
+        """The studies of the first `num_patients` patients (or that `fraction` of them, at least
+        one) of a seeded permutation of the source's distinct patient ids: with one seed a
+        smaller subset lies inside a larger one."""
         patient_ids = [_text(source[i]["patient_id"]) for i in range(len(source))]
         distinct = sorted(set(patient_ids))  # sorted: the permutation must not depend on record order
+        if fraction is not None:
+            num_patients = max(1, round(fraction * len(distinct)))
         if not 0 < num_patients <= len(distinct):
             raise ConfigError(
                 f"data.train_patients={num_patients}, but the training split has {len(distinct)} patients; "
@@ -101,8 +105,16 @@ def open_prepared(data_cfg: DataConfig) -> PreparedData:
     tokenizer = prepare_tokenizer(
         sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
     )
-    if data_cfg.train_patients:  # after the tokenizer: one tokenizer per data set, whatever the subset
+    if data_cfg.train_patients and data_cfg.train_fraction != 1.0:
+        raise ConfigError("set data.train_patients or data.train_fraction, not both")
+    if not 0.0 < data_cfg.train_fraction <= 1.0:
+        raise ConfigError(f"data.train_fraction must be in (0, 1], got {data_cfg.train_fraction}")
+    # After the tokenizer: one tokenizer per data set, whatever the subset.
+    if data_cfg.train_patients:
         sources["train"] = PatientSubset.first_patients(sources["train"], data_cfg.train_patients,
-                                                        data_cfg.split_seed)
+                                                        data_cfg.subset_seed)
+    elif data_cfg.train_fraction < 1.0:
+        sources["train"] = PatientSubset.first_patients(sources["train"], None, data_cfg.subset_seed,
+                                                        fraction=data_cfg.train_fraction)
     return PreparedData(sources=sources, tokenizer=tokenizer, directory=directory,
                         label_names=registry.label_names(builder))

@@ -24,6 +24,27 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return (upper - (counts - 1) / 2.0)[inverse.reshape(-1)]
 
 
+def as_binary_inputs(
+    scores: ArrayLike, targets: ArrayLike, caller: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(N,)`` float64 scores and bool targets.
+
+    Raises:
+      ValueError: shapes differ or are not 1-D, scores are not finite, or targets are not 0/1.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(targets)
+    if s.ndim != 1 or s.shape != t.shape:
+        raise ValueError(
+            f"{caller} expects 1-D scores and targets of equal length; got {s.shape}, {t.shape}"
+        )
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{caller}: scores contain NaN or inf")
+    if t.dtype != np.bool_ and not np.all((t == 0) | (t == 1)):
+        raise ValueError(f"{caller}: targets must be 0/1 (drop other values first, e.g. uncertain labels)")
+    return s, t.astype(bool)
+
+
 def auroc(scores: ArrayLike, targets: ArrayLike) -> float:
     """Area under the ROC curve of ``scores`` for the binary ``targets`` (1 = positive).
 
@@ -40,21 +61,7 @@ def auroc(scores: ArrayLike, targets: ArrayLike) -> float:
     Raises:
       ValueError: shapes differ or are not 1-D, scores are not finite, or targets are not 0/1.
     """
-    s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(targets)
-    if s.ndim != 1 or s.shape != t.shape:
-        raise ValueError(
-            f"auroc expects 1-D scores and targets of equal length; got {s.shape}, {t.shape}"
-        )
-    if not np.all(np.isfinite(s)):
-        raise ValueError("auroc: scores contain NaN or inf")
-    if t.dtype != np.bool_:
-        if not np.all((t == 0) | (t == 1)):
-            raise ValueError(
-                "auroc: targets must be 0/1 (drop other values first, e.g. with "
-                "auroc_per_class(..., valid=mask))"
-            )
-    pos = t.astype(bool)
+    s, pos = as_binary_inputs(scores, targets, "auroc")
     n_pos = int(pos.sum())
     n_neg = int(pos.size - n_pos)
     if n_pos == 0 or n_neg == 0:

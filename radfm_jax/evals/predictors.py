@@ -25,3 +25,5 @@ class Predictors:
     image_features: Callable[[Params, jax.Array], jax.Array] | None = None
     # (params, images, key) -> generated token ids (B, L), EOS then pad ids after each report.
     generate: Callable[[Params, jax.Array, jax.Array], jax.Array] | None = None
+    # (params, images) -> one logit per label (B, labels), a fine-tuned classifier's.
+    classify: Callable[[Params, jax.Array], jax.Array] | None = None

@@ -7,7 +7,9 @@ float32; LayerNorm, attention softmax and the residual stream are float32.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -78,6 +80,45 @@ def layer_norm(width: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class LoraSpec:
+    """Low-rank adapters (Hu et al. 2021) on the projections of `targets` ("attention": q, k, v
+    and output; "mlp": both layers): W x + (alpha / rank) * B A x with A, B of rank `rank`."""
+
+    rank: int
+    alpha: float
+    targets: tuple[str, ...] = ("attention", "mlp")
+
+    def on(self, target: str) -> LoraSpec | None:
+        """This spec where `target` is adapted, else None."""
+        return self if target in self.targets else None
+
+
+class LoraLinearGeneral(nnx.LinearGeneral):
+    """A LinearGeneral plus a scaled low-rank update (flax.nnx.LoRA) of its flattened input and
+    output. Kernel and bias keep LinearGeneral's names and shapes, so pretrained weights load
+    unchanged; the adapter's B starts at zero, so the layer starts as the pretrained one."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], names: Names, lora: LoraSpec, *,
+                 dtype: Dtype, rngs: nnx.Rngs, **kwargs):
+        super().__init__(in_shape, out_shape, dtype=dtype, rngs=rngs, **kwargs)
+        self.out_shape = out_shape
+        self.scale = lora.alpha / lora.rank
+        # The adapter's fan-in / fan-out axes shard like the kernel's first input / output axes.
+        in_name, out_name = names[0], names[len(in_shape)]
+        self.lora = nnx.LoRA(
+            math.prod(in_shape), lora.rank, math.prod(out_shape), dtype=dtype, param_dtype=jnp.float32,
+            a_metadata={"out_sharding": (in_name, None), "eager_sharding": False},
+            b_metadata={"out_sharding": (None, out_name), "eager_sharding": False}, rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = super().__call__(x)
+        flat = x.reshape(*x.shape[: x.ndim - len(self.in_features)], -1)
+        delta = self.scale * self.lora(flat)
+        return y + delta.reshape(*delta.shape[:-1], *self.out_shape).astype(y.dtype)
+
+
 def dense(
     in_features: int | tuple[int, ...],
     out_features: int | tuple[int, ...],
@@ -86,17 +127,17 @@ def dense(
     dtype: Dtype,
     rngs: nnx.Rngs,
     use_bias: bool = True,
+    lora: LoraSpec | None = None,
 ) -> nnx.LinearGeneral:
-    """A linear map contracting the trailing `in_features` dims; kernel named `names`.
+    """A linear map contracting the trailing `in_features` dims; kernel named `names`; with a
+    low-rank adapter when `lora` is given.
 
     The bias is named by the output part of `names`.
     """
     in_shape = in_features if isinstance(in_features, tuple) else (in_features,)
     out_shape = out_features if isinstance(out_features, tuple) else (out_features,)
     assert len(names) == len(in_shape) + len(out_shape), (in_shape, out_shape, names)
-    return nnx.LinearGeneral(
-        in_shape,
-        out_shape,
+    options = dict(
         axis=tuple(range(-len(in_shape), 0)),
         use_bias=use_bias,
         dtype=dtype,
@@ -105,6 +146,9 @@ def dense(
         bias_init=named(nnx.initializers.zeros_init(), names[len(in_shape) :]),
         rngs=rngs,
     )
+    if lora is not None:
+        return LoraLinearGeneral(in_shape, out_shape, names, lora, **options)
+    return nnx.LinearGeneral(in_shape, out_shape, **options)
 
 
 class Attention(nnx.Module):
@@ -116,22 +160,24 @@ class Attention(nnx.Module):
     two halves of a call, so a decoder can cache keys and values between generation steps.
     """
 
-    def __init__(self, width: int, heads: int, *, dtype: Dtype, rngs: nnx.Rngs, kv_width: int | None = None):
+    def __init__(self, width: int, heads: int, *, dtype: Dtype, rngs: nnx.Rngs, kv_width: int | None = None,
+                 lora: LoraSpec | None = None):
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         head_dim = width // heads
         kv_width = width if kv_width is None else kv_width
         qkv_names = ("embed", "heads", "head_dim")
         self.dtype = dtype
-        self.query = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        adapter = lora.on("attention") if lora else None
+        self.query = dense(width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, lora=adapter)
         # No key bias: it shifts each query's logits by a constant, so its true gradient is 0
         # and Adam would only amplify rounding noise in it.
         self.key = dense(
-            kv_width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, use_bias=False
+            kv_width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, use_bias=False, lora=adapter
         )
-        self.value = dense(kv_width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs)
+        self.value = dense(kv_width, (heads, head_dim), qkv_names, dtype=dtype, rngs=rngs, lora=adapter)
         self.out = dense(
-            (heads, head_dim), width, ("heads", "head_dim", "embed"), dtype=dtype, rngs=rngs
+            (heads, head_dim), width, ("heads", "head_dim", "embed"), dtype=dtype, rngs=rngs, lora=adapter
         )
 
     def project_kv(self, kv: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -159,9 +205,10 @@ class Attention(nnx.Module):
 class Mlp(nnx.Module):
     """Linear (embed, mlp) -> GELU -> linear (mlp, embed)."""
 
-    def __init__(self, width: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs):
-        self.fc1 = dense(width, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
-        self.fc2 = dense(mlp_dim, width, ("mlp", "embed"), dtype=dtype, rngs=rngs)
+    def __init__(self, width: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
+        adapter = lora.on("mlp") if lora else None
+        self.fc1 = dense(width, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, lora=adapter)
+        self.fc2 = dense(mlp_dim, width, ("mlp", "embed"), dtype=dtype, rngs=rngs, lora=adapter)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(nnx.gelu(self.fc1(x)))
@@ -170,11 +217,12 @@ class Mlp(nnx.Module):
 class Block(nnx.Module):
     """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, width: int, heads: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs):
+    def __init__(self, width: int, heads: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs,
+                 lora: LoraSpec | None = None):
         self.norm1 = layer_norm(width, rngs)
-        self.attn = Attention(width, heads, dtype=dtype, rngs=rngs)
+        self.attn = Attention(width, heads, dtype=dtype, rngs=rngs, lora=lora)
         self.norm2 = layer_norm(width, rngs)
-        self.mlp = Mlp(width, mlp_dim, dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(width, mlp_dim, dtype=dtype, rngs=rngs, lora=lora)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         x = constrain_batch(x)
@@ -211,11 +259,13 @@ class Transformer(nnx.Module):
         remat: bool | str,
         rngs: nnx.Rngs,
         block: Callable[..., nnx.Module] = Block,
+        lora: LoraSpec | None = None,
     ):
         self.scan_layers = scan_layers
         self.remat = remat_policy_name(remat)
         self.depth = depth
-        make = functools.partial(block, width, heads, mlp_dim, dtype=dtype)
+        adapters = {"lora": lora} if lora else {}  # blocks that take adapters (layers.Block)
+        make = functools.partial(block, width, heads, mlp_dim, dtype=dtype, **adapters)
         if scan_layers:
 
             @nnx.split_rngs(splits=depth)

@@ -26,6 +26,7 @@ from flax import nnx
 
 from radfm_jax.config.schema import ModelConfig
 from radfm_jax.models.decoder import TextDecoder
+from radfm_jax.models.layers import LoraSpec
 from radfm_jax.models.pixel_decoder import PixelDecoder
 from radfm_jax.models.text import TextTransformer
 from radfm_jax.models.vit import ViT
@@ -57,9 +58,11 @@ def tower_options(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def build_image_tower(cfg: ModelConfig, image_shape: tuple[int, ...], rngs: nnx.Rngs,
-                      channels: int = 1) -> nnx.Module:
+                      channels: int = 1, lora: LoraSpec | None = None) -> nnx.Module:
+    """`lora`: low-rank adapters in the tower's blocks (fine-tuning; the tower must take them)."""
+    adapters = {"lora": lora} if lora else {}
     return IMAGE_TOWERS[cfg.image.name](cfg.image, image_shape, channels=channels, **tower_options(cfg),
-                                        rngs=rngs)
+                                        rngs=rngs, **adapters)
 
 
 def build_text_tower(cfg: ModelConfig, vocab_size: int, max_len: int, rngs: nnx.Rngs) -> nnx.Module:

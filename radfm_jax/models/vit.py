@@ -16,6 +16,7 @@ from radfm_jax.models.costs import BlockStack, TowerCosts, block_params, map_hea
 from radfm_jax.models.layers import (
     Attention,
     Dtype,
+    LoraSpec,
     Mlp,
     Transformer,
     check_heads,
@@ -88,7 +89,9 @@ class ViT(nnx.Module):
         scan_layers: bool = True,
         remat: bool | str = False,
         rngs: nnx.Rngs,
+        lora: LoraSpec | None = None,
     ):
+        """`lora`: low-rank adapters on the blocks' projections (fine-tuning)."""
         self.check(cfg, image_shape)
         self.patch_size = cfg.patch_size
         self.pool = cfg.pool
@@ -103,7 +106,8 @@ class ViT(nnx.Module):
         if cfg.pool == "cls":
             self.cls_token = param(nnx.initializers.zeros_init(), (width,), ("embed",), rngs)
         self.encoder = Transformer(
-            width, cfg.depth, cfg.heads, mlp_dim, dtype=dtype, scan_layers=scan_layers, remat=remat, rngs=rngs
+            width, cfg.depth, cfg.heads, mlp_dim, dtype=dtype, scan_layers=scan_layers, remat=remat, rngs=rngs,
+            lora=lora,
         )
         self.norm = layer_norm(width, rngs)
         if cfg.pool == "map":

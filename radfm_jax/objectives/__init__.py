@@ -9,6 +9,7 @@ from jax.sharding import Mesh
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.objectives.base import Objective
 from radfm_jax.objectives.caption import Caption
+from radfm_jax.objectives.classify import Classify
 from radfm_jax.objectives.clip import Clip
 from radfm_jax.objectives.coca import Coca
 from radfm_jax.objectives.mae import Mae
@@ -20,10 +21,12 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "mae": Mae,
     "caption": Caption,
     "coca": Coca,
+    "classify": Classify,
 }
 
 
-def make_objective(config: ExperimentConfig, vocab_size: int, mesh: Mesh | None = None) -> Objective:
+def make_objective(config: ExperimentConfig, vocab_size: int, mesh: Mesh | None = None,
+                   label_names: tuple[str, ...] = ()) -> Objective:
     """The objective config.objective names, bound to the config (`mesh`: for losses split
-    over the devices, e.g. chunked SigLIP)."""
-    return OBJECTIVES[config.objective.name](config, vocab_size, mesh)
+    over the devices, e.g. chunked SigLIP; `label_names`: the data set's, when known)."""
+    return OBJECTIVES[config.objective.name](config, vocab_size, mesh, label_names)

@@ -108,11 +108,20 @@ class Objective:
     batch_coupled: ClassVar[bool] = False
     # The evaluators (evals/evaluators) run when eval.evaluators is empty.
     default_evaluators: ClassVar[tuple[str, ...]] = ()
+    # Where the model keeps its image tower (what a later run can start from: config.init).
+    image_tower_path: ClassVar[tuple[str, ...]] = ("image",)
+    # (params -> a bool per leaf) when some parameters stay frozen: they get no gradient, no
+    # update and no optimizer state; None trains everything.
+    trainable: ClassVar[Callable[[Any], Any] | None] = None
+    # (params -> a factor per leaf multiplying its updates, e.g. layer-wise learning-rate decay).
+    update_scale: ClassVar[Callable[[Any], Any] | None] = None
 
-    def __init__(self, config: ExperimentConfig, vocab_size: int, mesh: Mesh | None = None):
+    def __init__(self, config: ExperimentConfig, vocab_size: int, mesh: Mesh | None = None,
+                 label_names: tuple[str, ...] = ()):
         self.config = config
         self.vocab_size = vocab_size
         self.mesh = mesh
+        self.label_names = tuple(label_names)  # the data set's, when known
 
     @property
     def cfg(self) -> Any:
@@ -122,6 +131,10 @@ class Objective:
     @classmethod
     def check(cls, config: ExperimentConfig) -> None:
         """Raise ConfigError for settings this objective cannot train (after type checks)."""
+
+    def prepare(self, data: Any) -> None:
+        """Read what the objective needs from the prepared data (data/datasets.PreparedData)
+        before the model is built, e.g. label statistics; called when the run has its data."""
 
     # --- the model --------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class Mae(Objective):
 
     Config = MaeConfig
     default_evaluators = ("linear_probe",)
+    image_tower_path = ("encoder",)
 
     @classmethod
     def check(cls, config: ExperimentConfig) -> None:

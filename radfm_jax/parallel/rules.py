@@ -12,11 +12,13 @@ from radfm_jax.errors import ConfigError
 
 LogicalRules = dict[str, str | None]
 
-# Parameters are split over `fsdp` along their embedding axis (every matrix has one) and,
-# with tensor parallelism, over `tensor` along heads / mlp / vocab. Unlisted names replicate.
+# Parameters are split over `fsdp` along their embedding axis (every tower matrix has one; a
+# parameter without one, e.g. an MLP bias or a low-rank adapter's output matrix, along its mlp or
+# heads axis) and, with tensor parallelism, over `tensor` along heads / mlp / vocab. A rule
+# listed earlier takes its mesh axis first; unlisted names replicate.
 PRESETS: dict[str, LogicalRules] = {
     "dp": {},
-    "fsdp": {"embed": "fsdp"},
+    "fsdp": {"embed": "fsdp", "mlp": "fsdp", "heads": "fsdp"},
     "fsdp_tp": {"embed": "fsdp", "heads": "tensor", "mlp": "tensor", "vocab": "tensor"},
 }
 
@@ -29,18 +31,20 @@ def logical_to_mesh(
 ) -> PartitionSpec:
     """Map one parameter's logical names to a PartitionSpec.
 
-    A dimension stays replicated when its size does not divide the mesh axis, or when the
-    mesh axis is already used by an earlier dimension of the same parameter.
+    Rules are applied in their order: each gives its mesh axis to the first dimension of its
+    name that is still free. A dimension stays replicated when its size does not divide the
+    mesh axis, or when the mesh axis is already used by another dimension of the parameter.
     """
+    spec: list[str | None] = [None] * len(names)
     used: set[str] = set()
-    spec: list[str | None] = []
-    for name, size in zip(names, shape):
-        axis = rules.get(name) if name else None
-        if axis is None or axis in used or mesh.shape[axis] == 1 or size % mesh.shape[axis]:
-            spec.append(None)
+    for name, axis in rules.items():
+        if axis in used or mesh.shape[axis] == 1:
             continue
-        used.add(axis)
-        spec.append(axis)
+        for dim, (dim_name, size) in enumerate(zip(names, shape)):
+            if dim_name == name and spec[dim] is None and size % mesh.shape[axis] == 0:
+                spec[dim] = axis
+                used.add(axis)
+                break
     return PartitionSpec(*spec)
 
 

@@ -14,6 +14,7 @@ so there is one way a config becomes a step:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
 
@@ -35,6 +36,8 @@ from radfm_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from radfm_jax.train.predict import build_predictors
 from radfm_jax.train.state import StateLayout, TrainState, init_train_state, plan_state
 from radfm_jax.train.step import StepFunction, batch_shardings, build_train_step
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +65,12 @@ class Experiment:
         bound (a trained tokenizer can be smaller), so the embedding table is never
         underestimated; `devices` defaults to this process's (AOT: a TPU slice's)."""
         mesh = make_mesh(config.mesh, None if devices is None else list(devices))
-        objective = make_objective(config, vocab_size or config.data.vocab_size, mesh)
-        tx = make_optimizer(config.optim, config.total_steps)
+        objective = make_objective(config, vocab_size or config.data.vocab_size, mesh,
+                                   data.label_names if data is not None else ())
+        if data is not None:
+            objective.prepare(data)
+        tx = make_optimizer(config.optim, config.total_steps, trainable=objective.trainable,
+                            update_scale=objective.update_scale)
         layout = plan_state(objective.model_factory(), tx, mesh, config.mesh.rules, objective.init_extra)
         return cls(config, mesh, objective, tx, layout, data)
 
@@ -76,7 +83,19 @@ class Experiment:
         return sum(math.prod(x.shape) for x in jax.tree.leaves(self.layout.abstract.params))
 
     def init_state(self) -> TrainState:
-        return init_train_state(self.layout, self.objective.model_factory(), self.tx, self.objective.init_extra)
+        """A fresh train state; with config.init, its image tower is the pretrained one."""
+        objective = self.objective
+        if not self.config.init.workdir:
+            return init_train_state(self.layout, objective.model_factory(), self.tx, objective.init_extra)
+        # Checkpoint reading only here: `radfm compile` plans steps without loading Orbax's stack.
+        from radfm_jax.train.pretrained import graft_tower, load_pretrained_tower
+
+        tower, source = load_pretrained_tower(self.config.init)
+        log.info("image tower from %s", source)
+        return init_train_state(
+            self.layout, objective.model_factory(), self.tx, objective.init_extra,
+            replace_params=lambda params, tower: graft_tower(params, objective.image_tower_path, tower, source),
+            replacement=tower)
 
     def train_step(self) -> StepFunction:
         """The train step: what training runs and `radfm compile` compiles."""

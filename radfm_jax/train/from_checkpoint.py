@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from radfm_jax.config.loading import validate
 from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.errors import ConfigError
+from radfm_jax.evals.compare import compare_predictions
 from radfm_jax.evals.evaluators import evaluate_all
 from radfm_jax.evals.evaluators.generation import GenerationEvaluator
+from radfm_jax.evals.evaluators.predictions import read_predictions
 from radfm_jax.parallel import multihost
 from radfm_jax.train import checkpoint
+from radfm_jax.train.eval_outputs import record_evaluation
 from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
 from radfm_jax.train.workdir import read_config
@@ -47,15 +51,16 @@ def _restore(workdir: Path, step: int | None, overrides: list[str], verb: str):
 def evaluate_workdir(workdir: str | Path, *, step: int | None = None, overrides: list[str] = ()) -> dict:
     workdir = Path(workdir)
     exp, step, state = _restore(workdir, step, overrides, "eval")
-    results = evaluate_all(exp.evaluators(), state.params)
-    if not multihost.is_primary():  # every process evaluates; process 0 writes
-        return results
-    writer = MetricWriter(workdir, resume_step=None)
-    try:
-        path = writer.write_eval(step, results)
+    evaluators = exp.evaluators()
+    results = evaluate_all(evaluators, state.params)
+    writer = MetricWriter(workdir, resume_step=None) if multihost.is_primary() else None
+    try:  # every process evaluates; process 0 writes
+        path = record_evaluation(writer, exp, step, state.params, evaluators, results)
     finally:
-        writer.close()
-    print(f"evaluation of step {step} ({path}):\n{format_eval_table(results)}")
+        if writer:
+            writer.close()
+    if path:
+        print(f"evaluation of step {step} ({path}):\n{format_eval_table(results)}")
     return results
 
 
@@ -88,3 +93,40 @@ def generate_workdir(workdir: str | Path, out: str | Path | None = None, *, step
                 f.write(json.dumps({"index": index, "generated": text, "reference": reference}) + "\n")
         print(f"wrote {len(generated)} generated reports of step {step} to {out}")
     return out
+
+
+def _latest_predictions(workdir: Path, step: int | None, kind: str) -> tuple[int, Path, Path]:
+    """(step, predictions file, manifest) of `workdir`'s evaluation at `step` (default: the
+    latest with `kind` predictions)."""
+    eval_dir = workdir / "eval"
+    found = sorted(eval_dir.glob(f"step_*.{kind}.predictions.npz"))
+    steps = {int(path.name[5:13]): path for path in found if path.name[5:13].isdigit() and path.name[13] == "."}
+    if not steps:
+        raise ConfigError(f"{eval_dir} holds no {kind} predictions; run `radfm eval --workdir {workdir}` first")
+    step = max(steps) if step is None else step
+    if step not in steps:
+        raise ConfigError(f"{eval_dir} has {kind} predictions for steps {sorted(steps)}, not {step}")
+    manifest = eval_dir / f"step_{step:08d}.manifest.json"
+    if not manifest.is_file():
+        raise ConfigError(f"{manifest} is missing; re-run `radfm eval --workdir {workdir} --step {step}`")
+    return step, steps[step], manifest
+
+
+def compare_workdirs(workdir_a: str | Path, workdir_b: str | Path, *, step_a: int | None = None,
+                     step_b: int | None = None, kind: str = "classification", n_resamples: int = 1000,
+                     seed: int = 0) -> dict[str, float]:
+    """`radfm eval --compare A B`: per finding, A's AUROC minus B's on the same studies with a
+    paired patient-bootstrap interval; written to A's eval/ folder (never over a file)."""
+    a, b = Path(workdir_a), Path(workdir_b)
+    step_a, predictions_a, manifest_a = _latest_predictions(a, step_a, kind)
+    step_b, predictions_b, manifest_b = _latest_predictions(b, step_b, kind)
+    results = compare_predictions(read_predictions(predictions_a), read_predictions(predictions_b),
+                                  json.loads(manifest_a.read_text()), json.loads(manifest_b.read_text()),
+                                  n_resamples=n_resamples, seed=seed)
+    out = a / "eval" / f"compare_step_{step_a:08d}_with_{b.name}_step_{step_b:08d}.{kind}.json"
+    if out.exists():
+        out = out.with_suffix(f".{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out.write_text(json.dumps({"a": str(a), "b": str(b), "step_a": step_a, "step_b": step_b, **results},
+                              indent=2) + "\n")
+    print(f"{kind}: {a} step {step_a} minus {b} step {step_b} ({out}):\n{format_eval_table(results)}")
+    return results

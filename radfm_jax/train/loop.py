@@ -21,6 +21,7 @@ from radfm_jax.evals.evaluators import evaluate_all
 from radfm_jax.parallel import multihost
 from radfm_jax.parallel.mesh import batch_size_per_process, replicated
 from radfm_jax.train import checkpoint
+from radfm_jax.train.eval_outputs import record_evaluation
 from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.flops import ThroughputMeter
 from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
@@ -157,8 +158,9 @@ def _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager,
         progress.update(1)
         if evaluators and (step % config.eval_every == 0 or last):
             results = evaluate_all(evaluators, state.params)
-            if writer:
-                log.info("step %d eval -> %s", step, writer.write_eval(step, results))
+            path = record_evaluation(writer, exp, step, state.params, evaluators, results)
+            if path:
+                log.info("step %d eval -> %s", step, path)
             last_log_time = time.perf_counter()  # keep eval time out of step timings
         preempted = preemption.reached(step)  # the same step on every process
         if last or preempted or step % config.checkpoint_every == 0:

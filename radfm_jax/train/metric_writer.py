@@ -6,7 +6,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from tensorboardX import SummaryWriter
 
@@ -51,14 +51,26 @@ class MetricWriter:
     def write_eval(self, step: int, results: Mapping[str, float]) -> Path:
         eval_dir = self._workdir / "eval"
         eval_dir.mkdir(exist_ok=True)
-        path = eval_dir / f"step_{step:08d}.json"
+        stem = f"step_{step:08d}"
+        path = eval_dir / f"{stem}.json"
         text = json.dumps({key: _jsonable(v) for key, v in sorted(results.items())}, indent=2) + "\n"
         if path.is_file() and path.read_text() != text:
-            # e.g. `radfm eval` with other prompts: keep the earlier results beside the new ones.
-            path.rename(path.with_suffix(f".{time.strftime('%Y%m%d-%H%M%S')}.json"))
+            # e.g. `radfm eval` with other prompts: keep the earlier results, and the manifest,
+            # figures and predictions written with them, beside the new ones.
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for earlier in eval_dir.glob(f"{stem}.*"):
+                kind = earlier.name[len(stem) + 1:]
+                if not kind[:8].isdigit():  # not already set aside
+                    earlier.rename(eval_dir / f"{stem}.{stamp}.{kind}")
         path.write_text(text)
         for key, value in results.items():
             self._tensorboard.add_scalar(key.replace("@", "_at_"), float(value), step)
+        return path
+
+    def write_manifest(self, step: int, manifest: Mapping[str, Any]) -> Path:
+        """eval/step_<8 digits>.manifest.json: what the evaluation of `step` ran on."""
+        path = self._workdir / "eval" / f"step_{step:08d}.manifest.json"
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
         return path
 
     def close(self) -> None:
@@ -67,5 +79,18 @@ class MetricWriter:
 
 
 def format_eval_table(results: Mapping[str, float]) -> str:
-    width = max(len(key) for key in results)
-    return "\n".join(f"  {key:<{width}}  {value:.4f}" for key, value in sorted(results.items()))
+    """One line per metric, its interval (`<key>/ci_low`, `/ci_high`) beside it; the per-group
+    subgroup numbers stay in the JSON files (one summary line says how many)."""
+    shown = {key: value for key, value in results.items()
+             if "/subgroups/" not in key and not key.endswith(("/ci_low", "/ci_high"))}
+    width = max(len(key) for key in shown)
+    lines = []
+    for key, value in sorted(shown.items()):
+        line = f"  {key:<{width}}  {value:.4f}"
+        if f"{key}/ci_low" in results:
+            line += f"  [{results[f'{key}/ci_low']:.4f}, {results[f'{key}/ci_high']:.4f}]"
+        lines.append(line)
+    subgroups = len(results) - len(shown) - 2 * sum(f"{key}/ci_low" in results for key in shown)
+    if subgroups:
+        lines.append(f"  ({subgroups} subgroup numbers in eval/step_*.json and eval/step_*.subgroups.json)")
+    return "\n".join(lines)

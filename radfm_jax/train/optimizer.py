@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import optax
 
 from radfm_jax.config.schema import OptimConfig
@@ -24,8 +28,13 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    return optax.chain(
+def make_optimizer(cfg: OptimConfig, total_steps: int, *, trainable: Callable[[Any], Any] | None = None,
+                   update_scale: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+    """AdamW with warm-up, cosine decay and clipping. `trainable(params)` -> a bool per leaf:
+    frozen leaves get no update and no optimizer state; `update_scale(params)` -> a factor per
+    leaf (a scalar, or an array broadcasting over a stacked leaf's layers axis) multiplying its
+    updates: layer-wise learning-rate decay, or freezing some of a scanned stack's layers."""
+    tx = optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip_norm),
         optax.adamw(
             learning_rate=learning_rate_schedule(cfg, total_steps),
@@ -35,3 +44,18 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransfor
             mask=_decay_mask,
         ),
     )
+    if trainable is not None:
+        def labels(params):
+            return jax.tree.map(lambda keep: "train" if keep else "frozen", trainable(params))
+
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    if update_scale is not None:
+        tx = optax.chain(tx, _scale_updates(update_scale))
+    return tx
+
+
+def _scale_updates(scale: Callable[[Any], Any]) -> optax.GradientTransformation:
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scale(params)), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

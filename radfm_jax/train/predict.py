@@ -57,4 +57,5 @@ def build_predictors(layout: StateLayout, mesh: Mesh, generate: GenerateConfig, 
         image_features=batched("image_features") if has("image_features") else None,
         generate=(jax.jit(generate_tokens, in_shardings=(params_shardings, data, replicated), out_shardings=data)
                   if has("decode_step") else None),
+        classify=batched("classify") if has("classify") else None,
     )

@@ -131,12 +131,18 @@ def init_train_state(
     model_factory: Callable[[], nnx.Module],
     tx: optax.GradientTransformation,
     init_extra: Callable[[Any], Any] = lambda params: {},
+    replace_params: Callable[[Any, Any], Any] | None = None,
+    replacement: Any = None,
 ) -> TrainState:
-    """Initialise parameters, optimizer and extra state directly into their shardings."""
+    """Initialise parameters, optimizer and extra state directly into their shardings.
+    `replace_params(params, replacement)` puts given arrays (a pretrained tower) in place of
+    freshly initialised ones before the optimizer and extra state are made from them."""
 
-    def init() -> TrainState:
+    def init(replacement: Any) -> TrainState:
         params = nnx.to_pure_dict(nnx.state(model_factory(), nnx.Param))
+        if replace_params is not None:
+            params = replace_params(params, replacement)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                           extra=init_extra(params))
 
-    return jax.jit(init, out_shardings=layout.shardings)()
+    return jax.jit(init, out_shardings=layout.shardings)(replacement)

@@ -88,9 +88,16 @@ def build_train_step(
         "grad_shardings": layout.shardings.params,
     }
 
+    def frozen_out(params: dict) -> dict:
+        """Frozen parameters enter the forward pass as constants: no gradient is computed for them."""
+        if objective.trainable is None:
+            return params
+        return jax.tree.map(lambda p, keep: p if keep else jax.lax.stop_gradient(p), params,
+                            objective.trainable(params))
+
     def value_and_grad_fn(extra: Any) -> ValueAndGrad:
         def forward(params: dict, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-            return objective.forward(layout.model.merge(params), batch, extra)
+            return objective.forward(layout.model.merge(frozen_out(params)), batch, extra)
 
         def compute_loss(params: dict, batch: dict[str, jax.Array]):
             return objective.loss(forward(params, batch))

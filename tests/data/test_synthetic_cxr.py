@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from radfm_jax.data.builders import synthetic_cxr
+from radfm_jax.data.builders.synthetic_cxr import render as render_module
 from radfm_jax.data.builders.synthetic_cxr import studies as S
 from radfm_jax.data.builders.synthetic_cxr.render import render
 from radfm_jax.data.findings import FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
@@ -245,3 +246,52 @@ def test_larger_images_render(tmp_path):
     st = S.sample_studies(plans["train"], patients, np.random.default_rng(0), 0)
     img = render(st, 128, np.random.default_rng(0))
     assert img.shape == (8, 128, 128) and img.dtype == np.uint8 and img.std() > 20
+
+
+# --- The sex subgroup shift (data.subgroup_shift="sex"). ------------------------------------------
+def _footprint(st, finding: str, shifted) -> np.ndarray:
+    """Per study, the pixels a finding visibly changes (> 20 grey levels): the study rendered
+    with and without it (the same random streams), as in the test above."""
+    present = st.present.copy()
+    present[:, S.F[finding]] = False
+    without = dataclasses.replace(st, present=present, devices=st.devices & (finding != "support_devices"))
+    diff = np.abs(render(st, 64, np.random.default_rng(7), shifted).astype(int)
+                  - render(without, 64, np.random.default_rng(7), shifted).astype(int))
+    return (diff > 20).sum((1, 2))
+
+
+def test_sex_shift_makes_female_findings_subtler_and_off_it_does_not():
+    plans = S.plan_splits({"train": 384, "val": 0, "test": 0}, 11)
+    patients = S.sample_patients(int(plans["train"].patient.max()) + 1, 11)
+    st = S.sample_studies(plans["train"], patients, np.random.default_rng(11), 11)
+    female = st.sex == S.SEXES.index("F")
+    assert render_module.subgroup_shifted(st, "none") is None
+    np.testing.assert_array_equal(render_module.subgroup_shifted(st, "sex"), female)
+    for finding in ("pleural_effusion", "pneumothorax", "consolidation", "lung_lesion"):
+        has = st.present[:, S.F[finding]] & (st.view != S.LATERAL)
+        assert (has & female).sum() >= 10 and (has & ~female).sum() >= 10, finding
+        ratio = {}
+        for shift in ("none", "sex"):
+            size = _footprint(st, finding, render_module.subgroup_shifted(st, shift))
+            ratio[shift] = size[has & female].mean() / size[has & ~female].mean()
+        assert 0.6 < ratio["none"] < 1.6, (finding, ratio)  # no built-in gap between the sexes
+        assert ratio["sex"] < 0.5 * ratio["none"], (finding, ratio)  # the shift opens one
+
+
+def test_sex_shift_changes_only_female_studies_with_findings_and_its_own_folder(tmp_path, records):
+    shifted_builder = synthetic_cxr.prepare(str(tmp_path), seed=0, subgroup_shift="sex", **SIZES)
+    assert Path(shifted_builder.data_dir).parent.name == "n400-v50-t60-s64-seed0-shift-sex"
+    plain, shifted = _by_study(records), _by_study(_records(shifted_builder))
+    assert plain.keys() == shifted.keys()
+    changed = {"F": 0, "M": 0}
+    for sid, rec in plain.items():
+        for key in rec:  # reports, labels, ids, demographics: unchanged
+            if key != "image":
+                np.testing.assert_array_equal(shifted[sid][key], rec[key], err_msg=f"{sid}:{key}")
+        differs = not np.array_equal(shifted[sid]["image"], rec["image"])
+        changed[rec["sex"].decode()] += differs
+        if rec["labels"][J["no_finding"]] == POSITIVE:
+            assert not differs, sid  # nothing to draw more subtly
+    assert changed["M"] == 0 and changed["F"] > 50
+    with pytest.raises(ValueError, match="subgroup_shift"):
+        synthetic_cxr.SyntheticCxrConfig(subgroup_shift="age")

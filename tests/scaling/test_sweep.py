@@ -218,7 +218,7 @@ def full_train(base, data_dir):
 
 
 def _subset(base, n, seed=0):
-    data = apply_overrides(base, [f"data.train_patients={n}", f"data.split_seed={seed}"]).data
+    data = apply_overrides(base, [f"data.train_patients={n}", f"data.subset_seed={seed}"]).data
     return open_prepared(data).sources["train"]
 
 

@@ -15,14 +15,16 @@ def _losses(workdir):
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module", params=[("clip", []), ("mae", []), ("captioner", ["objective.parallel_fraction=0.5"])],
-                ids=["clip", "mae", "cappa"])
+@pytest.fixture(scope="module", params=[
+    ("clip.py:smoke", []), ("mae.py:smoke", []), ("captioner.py:smoke", ["objective.parallel_fraction=0.5"]),
+    ("finetune.py:lora-smoke", ["objective.loss=weighted_bce"]),  # frozen weights, adapters, label weights
+], ids=["clip", "mae", "cappa", "lora"])
 def config(request, tmp_path_factory):
     import os
 
     os.environ.setdefault("RADFM_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     experiment, extra = request.param  # MAE and CapPa draw random inputs from (seed, step)
-    return load_experiment(f"experiments/synthetic_cxr/{experiment}.py:smoke", OVERRIDES + extra)
+    return load_experiment(f"experiments/synthetic_cxr/{experiment}", OVERRIDES + extra)
 
 
 def test_preempted_and_resumed_run_equals_uninterrupted(config, tmp_path, stop_at_step):

@@ -94,6 +94,29 @@ class ManualBuilderConfig(tfds.core.BuilderConfig):
 
 
 @dataclasses.dataclass(eq=False)
+class FractionSplitConfig(ManualBuilderConfig):
+    """Data sets without an official split: val_fraction / test_fraction of the patients go to
+    val / test (by a hash of (split_seed, patient): patient_splits.seeded_split)."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def __post_init__(self):
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError(f"val_fraction ({self.val_fraction}) and test_fraction "
+                             f"({self.test_fraction}) must be in (0, 1) and sum to less than 1")
+        super().__post_init__()
+
+    def _name_parts(self) -> list[str]:
+        return [*super()._name_parts(), f"val{self.val_fraction:g}-test{self.test_fraction:g}"]
+
+    def fractions(self) -> dict[str, float]:
+        return {"train": 1.0 - self.val_fraction - self.test_fraction, "val": self.val_fraction,
+                "test": self.test_fraction}
+
+
+@dataclasses.dataclass(eq=False)
 class RadiographConfig(ManualBuilderConfig):
     """Options of radiograph sets whose val split is carved from the official train patients:
     the views kept (empty = all) and the fraction of train patients held out as val."""

@@ -18,8 +18,10 @@ from radfm_jax.data.builders.common import ManualBuilder
 from radfm_jax.data.builders.ct_rate import CtRate
 from radfm_jax.data.builders.manual_folder import require_manual_dir
 from radfm_jax.data.builders.mimic_cxr import MimicCxr
-from radfm_jax.data.builders.nih_cxr14 import NihCxr14
+from radfm_jax.data.builders.nih_cxr14 import NihCxr14, NihCxr14Expert
 from radfm_jax.data.builders.openi import OpenI
+from radfm_jax.data.builders.rsna_pneumonia import RsnaPneumonia
+from radfm_jax.data.builders.siim_acr_pneumothorax import SiimAcrPneumothorax
 from radfm_jax.data.findings import FINDINGS
 from radfm_jax.errors import ConfigError
 
@@ -31,8 +33,11 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "chexpert": Chexpert,
     "chexpert_plus": ChexpertPlus,
     "nih_cxr14": NihCxr14,
+    "nih_cxr14_expert": NihCxr14Expert,
     "openi": OpenI,
     "ct_rate": CtRate,
+    "rsna_pneumonia": RsnaPneumonia,
+    "siim_acr_pneumothorax": SiimAcrPneumothorax,
 }
 
 
@@ -51,8 +56,12 @@ def prepare_dataset(data_cfg: DataConfig, data_dir: Path) -> tfds.core.DatasetBu
     if data_cfg.name == "synthetic_cxr":
         return synthetic_cxr.prepare(
             str(data_dir), num_train=data_cfg.num_train, num_val=data_cfg.num_val,
-            num_test=data_cfg.num_test, image_size=data_cfg.image_size, seed=data_cfg.build_seed)
+            num_test=data_cfg.num_test, image_size=data_cfg.image_size, seed=data_cfg.build_seed,
+            subgroup_shift=data_cfg.subgroup_shift)
     cls = builder_class(data_cfg.name)
+    if data_cfg.subgroup_shift != "none":
+        raise ConfigError(f"data.subgroup_shift={data_cfg.subgroup_shift!r} is a synthetic_cxr option; "
+                          f"'{data_cfg.name}' is real data: leave it at 'none'")
     if not issubclass(cls, ManualBuilder):
         raise ConfigError(f"data set '{data_cfg.name}' has no manual-folder builder")
     config = cls.config_for(data_cfg)
@@ -94,3 +103,10 @@ def recorded_spec(builder: tfds.core.DatasetBuilder) -> dict[str, Any] | None:
 def build_summary(builder: tfds.core.DatasetBuilder) -> dict[str, Any] | None:
     """Examples written per split and records skipped / filtered by reason, or None."""
     return _metadata(builder).get("build_summary")
+
+
+def declared_label_names(name: str) -> tuple[str, ...]:
+    """The label vocabulary data set `name`'s builder declares, without opening a build (what
+    a model sized by its labels needs when planned without data)."""
+    cls = builder_class(name)
+    return tuple(getattr(cls, "LABEL_NAMES", ())) or FINDINGS

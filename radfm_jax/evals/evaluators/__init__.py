@@ -6,15 +6,19 @@ from `radfm eval`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.datasets import PreparedData
 from radfm_jax.errors import ConfigError
+from radfm_jax.evals.evaluators.classification import ClassificationEvaluator
 from radfm_jax.evals.evaluators.generation import GenerationEvaluator
 from radfm_jax.evals.evaluators.linear_probe import LinearProbeEvaluator
+from radfm_jax.evals.evaluators.robustness import RobustnessEvaluator
 from radfm_jax.evals.evaluators.zeroshot_retrieval import ZeroshotRetrievalEvaluator
+from radfm_jax.evals.perturbations import PERTURBATIONS
 from radfm_jax.evals.predictors import Predictors
 
 Evaluator = Callable[[dict], dict[str, float]]
@@ -22,12 +26,12 @@ Evaluator = Callable[[dict], dict[str, float]]
 
 def _zeroshot_retrieval(config, data, predictors, mesh, split) -> Evaluator:
     return ZeroshotRetrievalEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
-                                config.data, config.eval)
+                                      config.data, config.eval, seed=config.seed)
 
 
 def _linear_probe(config, data, predictors, mesh, split) -> Evaluator:
     return LinearProbeEvaluator(data.sources["train"], data.sources[split], data.tokenizer, data.label_names,
-                                predictors, mesh, config.data, config.eval)
+                                predictors, mesh, config.data, config.eval, seed=config.seed)
 
 
 def _generation(config, data, predictors, mesh, split) -> Evaluator:
@@ -35,15 +39,42 @@ def _generation(config, data, predictors, mesh, split) -> Evaluator:
                                predictors, mesh, config.data, config.eval, seed=config.seed)
 
 
+def _classification(config, data, predictors, mesh, split) -> Evaluator:
+    if "val" not in data.sources:
+        raise ConfigError("the classification evaluator chooses thresholds and temperatures on a 'val' split, "
+                          f"which this data set lacks (splits {sorted(data.sources)})")
+    return ClassificationEvaluator(data.sources["val"], data.sources[split], data.tokenizer, data.label_names,
+                                   predictors, mesh, config.data, config.eval, seed=config.seed)
+
+
+def _robustness(config, data, predictors, mesh, split) -> Evaluator:
+    if not config.eval.perturbations:
+        raise ConfigError("eval.evaluators includes 'robustness'; name the shifts in eval.perturbations "
+                          f"(of {', '.join(PERTURBATIONS)})")
+    unknown = sorted(set(config.eval.perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise ConfigError(f"eval.perturbations {unknown} unknown; use {', '.join(PERTURBATIONS)}")
+    encode_texts = None
+    if predictors.classify is None:
+        if predictors.encode_image is None or predictors.encode_text is None:
+            raise ConfigError(f"objective.name='{config.objective.name}' trains neither a classifier nor image "
+                              "and text embeddings; the robustness evaluator needs one of them")
+        encode_texts = _zeroshot_retrieval(config, data, predictors, mesh, split).encode_texts
+    return RobustnessEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
+                               config.data, config.eval, seed=config.seed, encode_texts=encode_texts)
+
+
 EVALUATORS: dict[str, Callable[..., Evaluator]] = {
     "zeroshot_retrieval": _zeroshot_retrieval,
     "linear_probe": _linear_probe,
     "generation": _generation,
+    "classification": _classification,
+    "robustness": _robustness,
 }
 
-# The predict functions each evaluator needs.
+# The predict functions each evaluator needs (robustness: a classifier or embeddings).
 _NEEDS = {"zeroshot_retrieval": ("encode_image", "encode_text"), "linear_probe": ("image_features",),
-          "generation": ("generate",)}
+          "generation": ("generate",), "classification": ("classify",), "robustness": ()}
 
 
 def build_evaluators(config: ExperimentConfig, data: PreparedData, predictors: Predictors, mesh: Mesh,
@@ -67,3 +98,13 @@ def evaluate_all(evaluators: Sequence[Evaluator], params: dict) -> dict[str, flo
     for evaluator in evaluators:
         results.update(evaluator(params))
     return results
+
+
+def write_artifacts(evaluators: Sequence[Evaluator], folder: Path, step: int) -> list[Path]:
+    """Figures and per-study predictions of the evaluators that keep them (after a call)."""
+    paths: list[Path] = []
+    for evaluator in evaluators:
+        write = getattr(evaluator, "write_artifacts", None)
+        if write is not None:
+            paths.extend(write(folder, step))
+    return paths

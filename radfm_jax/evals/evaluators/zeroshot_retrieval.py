@@ -6,6 +6,7 @@ every process, so all of them compute the same metrics."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,9 +15,11 @@ from jax.sharding import Mesh
 from radfm_jax.config.schema import DataConfig, EvalConfig
 from radfm_jax.data.device_put import global_batch_from_full
 from radfm_jax.data.tokenizer import Tokenizer
+from radfm_jax.evals.evaluators.predictions import write_predictions
+from radfm_jax.evals.intervals import auroc_intervals
 from radfm_jax.evals.predictors import Predictors
-from radfm_jax.evals.retrieval import retrieval_metrics
-from radfm_jax.evals.split_inference import read_targets, run_over_split
+from radfm_jax.evals.retrieval import retrieval_intervals, retrieval_metrics
+from radfm_jax.evals.split_inference import read_metadata, read_targets, run_over_split
 from radfm_jax.evals.zeroshot import zeroshot_metrics, zeroshot_scores
 from radfm_jax.parallel.mesh import batch_sharding
 from radfm_jax.parallel.multihost import gather_to_host
@@ -32,6 +35,7 @@ class ZeroshotRetrievalEvaluator:
         mesh: Mesh,
         data_cfg: DataConfig,
         eval_cfg: EvalConfig,
+        seed: int = 0,
     ):
         if predictors.encode_image is None or predictors.encode_text is None:
             raise ValueError("zero-shot and retrieval evaluation needs a model with image and text embeddings")
@@ -43,7 +47,9 @@ class ZeroshotRetrievalEvaluator:
         self._sharding = batch_sharding(mesh)
         self._data_cfg = data_cfg
         self._cfg = eval_cfg
+        self._seed = seed  # of the bootstrap's resamples
         self._reports, self._labels = read_targets(source, eval_cfg.max_examples)
+        self._scores: np.ndarray | None = None  # (N, findings) of the last call
 
     def _embed_split(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
         out = run_over_split(
@@ -78,7 +84,23 @@ class ZeroshotRetrievalEvaluator:
             self._cfg.negative_templates,
             self._predict.logit_scale(params),
         )
+        self._scores = np.stack([scores[name] for name in self._label_names], axis=1)
         results = zeroshot_metrics(scores, self._labels, self._label_names)
         results.update(retrieval_metrics(image_emb, text_emb, self._reports, self._cfg.recall_ks))
         results["eval/num_examples"] = float(len(image_emb))
+        if self._cfg.bootstrap:
+            patients = read_metadata(self._source, self._cfg.max_examples)["patient_id"]
+            options = dict(n_resamples=self._cfg.bootstrap, seed=self._seed)
+            results.update(auroc_intervals("zeroshot", self._scores, self._labels, self._label_names, patients,
+                                           **options))
+            results.update(retrieval_intervals(image_emb, text_emb, self._reports, self._cfg.recall_ks, patients,
+                                               **options))
         return results
+
+    def write_artifacts(self, folder: Path, step: int) -> list[Path]:
+        """The zero-shot scores of the last call, per study (for `radfm eval --compare`)."""
+        if self._scores is None:
+            return []
+        metadata = read_metadata(self._source, self._cfg.max_examples)
+        path = Path(folder) / f"step_{step:08d}.zeroshot.predictions.npz"
+        return [write_predictions(path, "zeroshot", self._scores, self._labels, metadata, self._label_names)]

@@ -186,3 +186,165 @@ def make_nih(root: Path, n_patients=24, n_test=4) -> dict:
     (root / "test_list.txt").write_text("\n".join(test) + "\n")
     return {"rows": rows, "train_val": train_val, "test": test}
 
+
+
+# ---------------------------------------------------------------------------------------------
+# DICOM radiographs (RSNA Pneumonia, SIIM-ACR Pneumothorax), written with pydicom
+
+
+def write_dicom(path: Path, seed: int, *, patient_id: str, view: str = "PA", sex: str = "F",
+                age: str = "051Y", study_uid: str | None = None, sop_uid: str | None = None,
+                bits: int = 8, jpeg: bool = False) -> np.ndarray:
+    """A valid single-frame CR image (MONOCHROME2, 8- or 16-bit, uncompressed or JPEG baseline
+    as RSNA's files are); returns the stored pixels. Pixels span the full range, so the header-
+    less display (min-max) is the stored value over its maximum."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+
+    top = 2**bits - 1
+    pixels = np.random.default_rng(seed).integers(0, top + 1, (40, 30)).astype(np.uint8 if bits == 8 else np.uint16)
+    pixels[0, 0], pixels[0, 1] = 0, top
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    meta.TransferSyntaxUID = JPEGBaseline8Bit if jpeg else ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or generate_uid(), generate_uid()
+    ds.Modality, ds.BodyPartExamined = "CR", "CHEST"
+    ds.PatientID, ds.PatientName, ds.PatientSex, ds.ViewPosition = patient_id, patient_id, sex, view
+    from pydicom import config
+    with config.disable_value_validation():  # RSNA's files write the age as a bare "51"
+        ds.add_new("PatientAge", "AS", age)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
+    if jpeg:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=95)
+        ds.PixelData = encapsulate([buffer.getvalue()])
+    else:
+        ds.PixelData = pixels.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return pixels
+
+
+def truncate(path: Path, keep: int | None = None) -> None:
+    """Cut a file short: by default 500 bytes into its end (the pixel data)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:keep if keep is not None else len(data) - 500])
+
+
+RSNA_CLASSES = ("Lung Opacity", "No Lung Opacity / Not Normal", "Normal")
+
+
+def rsna_patient(i: int) -> str:
+    return f"{i:08x}-0000-4000-8000-{i:012x}"
+
+
+def make_rsna(root: Path, n: int = 40) -> dict:
+    """stage_2 labels / class tables and DICOM images for n patientIds: every third has
+    pneumonia (two boxes when i % 6 == 0), the others are Normal or No Lung Opacity / Not
+    Normal; views alternate PA / AP, sexes M / F, age 20 + i (a bare number, as Kaggle's
+    files write it). Every fourth image is uncompressed, the rest JPEG baseline. Returns
+    {patientId: (target, class, view, sex, age, stored pixels)}."""
+    labels, classes, truth = [], [], {}
+    for i in range(n):
+        pid = rsna_patient(i)
+        target = int(i % 3 == 0)
+        if target:
+            boxes = 2 if i % 6 == 0 else 1
+            labels += [[pid, 100 + b, 200, 50, 80, 1] for b in range(boxes)]
+            name = RSNA_CLASSES[0]
+        else:
+            labels.append([pid, "", "", "", "", 0])
+            name = RSNA_CLASSES[1 + i % 2]
+        classes += [[pid, name]] * (2 if i % 6 == 0 else 1)  # the class table repeats per box
+        pixels = write_dicom(root / "stage_2_train_images" / f"{pid}.dcm", 1000 + i, patient_id=pid,
+                             view="PA" if i % 2 else "AP", sex="M" if i % 2 else "F", age=str(20 + i),
+                             jpeg=i % 4 != 0)
+        truth[pid] = (target, name, "PA" if i % 2 else "AP", "M" if i % 2 else "F", 20 + i, pixels)
+    write_csv(root / "stage_2_train_labels.csv", ["patientId", "x", "y", "width", "height", "Target"], labels)
+    write_csv(root / "stage_2_detailed_class_info.csv", ["patientId", "class"], classes)
+    return truth
+
+
+def make_siim(root: Path, n_patients: int = 20) -> dict:
+    """train-rle.csv (its published header " EncodedPixels", with the leading space) and
+    dicom-images-train/<study>/<series>/<ImageId>.dcm. Patient p has two images when p % 4 == 0;
+    image k of a patient has a pneumothorax (two masks when p % 6 == 0) when p % 3 == 0."""
+    from pydicom.uid import generate_uid
+
+    rows, truth = [], {}
+    seed = 0
+    for p in range(n_patients):
+        patient = f"{p:04d}aa-patient"
+        study = generate_uid()
+        for k in range(2 if p % 4 == 0 else 1):
+            seed += 1
+            image_id = generate_uid()
+            folder = root / "dicom-images-train" / study / generate_uid()
+            write_dicom(folder / f"{image_id}.dcm", 2000 + seed, patient_id=patient, study_uid=study,
+                        sop_uid=image_id, view="AP" if p % 2 else "PA", sex="F" if p % 2 else "M",
+                        age=f"{30 + p:03d}Y", bits=16 if p == 1 else 8)
+            positive = p % 3 == 0
+            if positive:
+                rows += [[image_id, f" {100 * m + 5} 7 {100 * m + 40} 3"] for m in range(2 if p % 6 == 0 else 1)]
+            else:
+                rows.append([image_id, " -1"])
+            truth[image_id] = (patient, int(positive), "AP" if p % 2 else "PA", "F" if p % 2 else "M", 30 + p)
+    write_csv(root / "train-rle.csv", ["ImageId", " EncodedPixels"], rows)
+    return truth
+
+
+# ---------------------------------------------------------------------------------------------
+# Google's four-findings expert labels of ChestX-ray14 (Majkowska et al. 2019)
+
+EXPERT_LABEL_COLUMNS = ["Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass"]
+
+
+def expert_values(patient: int, follow_up: int) -> list[str]:
+    return ["YES" if v else "NO" for v in
+            (patient % 5 == 0, patient % 3 == 0, follow_up == 1, patient % 4 == 1)]
+
+
+def make_nih_expert(root: Path, *, layout: str = "nih", nodule_column: str = "Nodule or mass") -> dict:
+    """make_nih's copy plus the expert tables: NIH's metadata columns and the four adjudicated
+    columns (YES / NO). Test: the official test patients 21-24; validation: patients 1-12.
+    layout "nih" names the files as the NIH download does, "gcs" as Google's bucket does."""
+    written = make_nih(root)
+    header = [*NIH_HEADER[:-1], *EXPERT_LABEL_COLUMNS[:-1], nodule_column]
+    tables = {"test": [], "validation": []}
+    for row in written["rows"]:
+        patient, follow_up = row[3], row[2]
+        role = "test" if patient > 20 else "validation" if patient <= 12 else None
+        if role:
+            tables[role].append([*row[:-1], *expert_values(patient, follow_up)])
+    for role, rows in tables.items():
+        name = (f"four_findings_expert_labels_{role}_labels.csv" if layout == "nih"
+                else f"four_findings_expert_labels/{role}_labels.csv")
+        write_csv(root / name, header, rows)
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------
+# The CheXpert test set (2022, released with CheXlocalize)
+
+
+def make_chexpert_test(root: Path, first_patient: int = 64741, n_patients: int = 5) -> list[list]:
+    """test_labels.csv (Path and the 14 labels only, 0 / 1) and test/ images under root: one
+    frontal image per patient, and a lateral one for the first."""
+    rows = []
+    for p in range(first_patient, first_patient + n_patients):
+        labels = {"Cardiomegaly": "1", "Pleural Effusion": "0"} if p % 2 else {"No Finding": "1"}
+        views = ["view1_frontal.jpg", "view2_lateral.jpg"] if p == first_patient else ["view1_frontal.jpg"]
+        for view in views:
+            path = f"test/patient{p}/study1/{view}"
+            write_image(root / path, p * 3 + len(rows), "JPEG")
+            rows.append([path, *[labels.get(c, "0") for c in CHEXPERT_LABELS]])
+    write_csv(root / "test_labels.csv", ["Path", *CHEXPERT_LABELS], rows)
+    return rows

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_data import build, chexpert_row, make_chexpert, records, text, write_corrupt, write_csv, write_image
+from fake_data import (
+    build,
+    chexpert_row,
+    make_chexpert,
+    make_chexpert_test,
+    records,
+    text,
+    write_corrupt,
+    write_csv,
+    write_image,
+)
 
 from radfm_jax.data.builders.chexpert import Chexpert
 from radfm_jax.data.builders.chexpert_plus import ChexpertPlus
@@ -66,6 +76,7 @@ def test_corrupt_image_and_bad_row_are_counted_and_skipped(chexpert_dir, tmp_pat
     assert summary["skipped"] == {"unreadable_image": 1, "unparseable_row": 1}
     assert summary["skipped_examples"]["unreadable_image"] == ["train/patient00003/study1/view1_frontal.jpg"]
     assert summary["filtered"] == {"view_LATERAL": 30}
+    assert builder.info.metadata["split_convention"] == "valid_as_test"  # no test set in the copy
 
 
 def test_split_with_only_bad_images_is_an_error(chexpert_dir, tmp_path):
@@ -83,6 +94,31 @@ def test_patient_in_train_and_valid_is_refused(chexpert_dir, tmp_path):
     write_image(chexpert_dir / "valid/patient00005/study2/view1_frontal.jpg", 999, "JPEG")
     with pytest.raises(ConfigError, match=r"1 patient\(s\) appear in more than one split"):
         build(Chexpert, chexpert_dir, tmp_path / "data")
+
+
+@pytest.mark.parametrize("where", [".", "CheXpert"])
+def test_official_test_set_becomes_test_and_valid_becomes_val(chexpert_dir, tmp_path, where):
+    # The test set beside train.csv, or CheXlocalize's CheXpert/ folder dropped into the copy.
+    rows = make_chexpert_test(chexpert_dir / where)
+    builder = build(Chexpert, chexpert_dir, tmp_path / "data")
+    recs = records(builder)
+    assert builder.info.metadata["split_convention"] == "official_test"
+    # train.csv is all train (30 frontal images), valid.csv is val, the test table is test.
+    assert len(recs["train"]) == 30 and len(recs["val"]) == 4
+    assert all(text(r["source_path"]).startswith("valid/") for r in recs["val"])
+    prefix = "" if where == "." else "CheXpert/"
+    assert sorted(text(r["source_path"]) for r in recs["test"]) == sorted(
+        prefix + row[0] for row in rows if row[0].endswith("frontal.jpg"))  # the lateral is filtered
+    for record in recs["test"]:
+        p = int(text(record["source_path"]).split("/")[-3].removeprefix("patient"))
+        want = expected(cardiomegaly=1, pleural_effusion=0) if p % 2 else expected(no_finding=1)
+        want[want == -2] = 0  # the test table writes every label as 0 or 1
+        np.testing.assert_array_equal(record["labels"], want)
+        assert text(record["view"]) == "FRONTAL" and text(record["sex"]) == "" and record["age"] == -1
+    assert builder.info.metadata["build_summary"]["filtered"] == {"view_LATERAL": 31}
+    # The convention is stored with the data set, so a later reader sees it too.
+    again = Chexpert(config=builder.builder_config, data_dir=str(tmp_path / "data"))
+    assert again.info.metadata["split_convention"] == "official_test"
 
 
 PLUS_HEADER = ["path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id",

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-from fake_data import build, make_nih, records, text
+from fake_data import build, expert_values, make_nih, make_nih_expert, records, text
 
-from radfm_jax.data.builders.nih_cxr14 import NIH_FINDINGS, NihCxr14
+from radfm_jax.data.builders.nih_cxr14 import EXPERT_FINDINGS, NIH_FINDINGS, NihCxr14, NihCxr14Expert
 from radfm_jax.data.check import check_dataset
 from radfm_jax.errors import ConfigError
 
@@ -72,3 +72,39 @@ def test_check_finds_an_injected_duplicate_across_splits(tmp_path):
     assert result["duplicates"]["across"][f"{split_of_patient_1}/test"] == 1
     assert sum(result["duplicates"]["across"].values()) == 1
     assert sum(result["duplicates"]["within"].values()) == 0
+
+
+@pytest.mark.parametrize("layout, nodule_column", [("nih", "Nodule or mass"), ("gcs", "Nodule/mass")])
+def test_expert_labels_test_split_and_train_val_from_the_validation_table(tmp_path, layout, nodule_column):
+    manual = tmp_path / "nih"
+    tables = make_nih_expert(manual, layout=layout, nodule_column=nodule_column)
+    prefix = "four_findings_expert_labels_" if layout == "nih" else "four_findings_expert_labels/"
+    with open(manual / f"{prefix}validation_labels.csv", "a") as handle:
+        handle.write("00000013_000.png,No Finding,0,13,53,M,PA,30,40,0.1,0.1,,NO,NO,NO\n")  # not adjudicated
+        handle.write("00000014_000.png,No Finding,0,14,54,F,PA,30,40,0.1,0.1,MAYBE,NO,NO,NO\n")
+    builder = build(NihCxr14Expert, manual, tmp_path / "data", val_fraction=0.3)
+    recs = records(builder)
+    assert EXPERT_FINDINGS == ("fracture", "pneumothorax", "airspace_opacity", "lung_lesion")
+    assert list(builder.info.metadata["label_names"]) == list(EXPERT_FINDINGS)
+    assert {_patient(r) for r in recs["test"]} == {21, 22, 23, 24} and len(recs["test"]) == 8
+    assert len(recs["train"]) + len(recs["val"]) == len(tables["validation"]) == 24 and recs["val"]
+    assert {_patient(r) for r in recs["train"] + recs["val"]} == set(range(1, 13))
+    for record in (r for rs in recs.values() for r in rs):
+        p, follow_up = _patient(record), int(text(record["source_path"])[-7:-4])
+        want = [1 if v == "YES" else 0 for v in expert_values(p, follow_up)]
+        np.testing.assert_array_equal(record["labels"], want)
+        assert record["age"] == 40 + p and text(record["view"]) == ("PA" if follow_up == 0 else "AP")
+    patients = {s: {text(r["patient_id"]) for r in rs} for s, rs in recs.items()}
+    assert not (patients["train"] & patients["val"])
+    summary = builder.info.metadata["build_summary"]
+    assert summary["skipped"] == {"unparseable_row": 1} and summary["filtered"] == {"not_adjudicated": 1}
+    # The patient keys are nih_cxr14's: the same patient, the same pseudonym in one data folder.
+    plain = records(build(NihCxr14, manual, tmp_path / "data"))
+    keys = {_patient(r): text(r["patient_id"]) for rs in plain.values() for r in rs}
+    assert all(keys[_patient(r)] == text(r["patient_id"]) for r in recs["test"])
+
+
+def test_expert_tables_missing_is_a_clear_error(nih_dir, tmp_path):
+    with pytest.raises(ConfigError, match="four_findings_expert_labels_test_labels.csv") as err:
+        build(NihCxr14Expert, nih_dir, tmp_path / "data")
+    assert "Airspace opacity" in str(err.value)  # the layout is shown

@@ -16,8 +16,8 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
+    FractionSplitConfig,
     ManualBuilder,
-    ManualBuilderConfig,
     PlannedExample,
     planned_radiograph,
 )
@@ -46,21 +46,11 @@ LAYOUT = """\
 
 
 @dataclasses.dataclass(eq=False)
-class OpenIConfig(ManualBuilderConfig):
+class OpenIConfig(FractionSplitConfig):
     """val_fraction / test_fraction: the share of reports (= patients) in val and test."""
 
     val_fraction: float = 0.1
     test_fraction: float = 0.2
-
-    def __post_init__(self):
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise ValueError(f"val_fraction ({self.val_fraction}) and test_fraction "
-                             f"({self.test_fraction}) must be in (0, 1) and sum to less than 1")
-        super().__post_init__()
-
-    def _name_parts(self) -> list[str]:
-        return [*super()._name_parts(), f"val{self.val_fraction:g}-test{self.test_fraction:g}"]
 
 
 class OpenI(ManualBuilder):
@@ -81,8 +71,7 @@ class OpenI(ManualBuilder):
         folders = require_files(manual_dir, self.name,
                                 {"reports": [REPORTS_FOLDER], "images": IMAGE_FOLDERS}, LAYOUT)
         reports_dir, images_dir = folders["reports"], folders["images"]
-        fractions = {"train": 1 - cfg.val_fraction - cfg.test_fraction,
-                     "val": cfg.val_fraction, "test": cfg.test_fraction}
+        fractions = cfg.fractions()
         planned, seen = [], set()
         for path in sorted(reports_dir.glob("*.xml")):
             where = path.relative_to(manual_dir).as_posix()

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.features import cxr_features
-from radfm_jax.data.builders.synthetic_cxr.render import render
+from radfm_jax.data.builders.synthetic_cxr.render import render, subgroup_shifted
 from radfm_jax.data.builders.synthetic_cxr.reports import write_reports
 from radfm_jax.data.builders.synthetic_cxr.studies import (
     CHUNK_SIZE,
@@ -23,10 +23,17 @@ from radfm_jax.data.builders.synthetic_cxr.studies import (
     sample_studies,
 )
 
+SUBGROUP_SHIFTS = ("none", "sex")
+
 
 @dataclasses.dataclass(eq=False)
 class SyntheticCxrConfig(tfds.core.BuilderConfig):
-    """Size and rendering of a build; the name (and so the folder) is derived from them."""
+    """Size and rendering of a build; the name (and so the folder) is derived from them.
+
+    subgroup_shift: "none", or "sex" to draw the findings of female patients' studies more
+    subtly (smaller, fainter; reports and labels unchanged), a known subgroup gap for subgroup
+    analyses to find. A shifted build's name ends in "-shift-<kind>"; "none" adds nothing, so
+    unshifted builds keep their folders."""
 
     name: str = dataclasses.field(init=False, default="")
     num_train: int = 20_000
@@ -34,6 +41,7 @@ class SyntheticCxrConfig(tfds.core.BuilderConfig):
     num_test: int = 2_000
     image_size: int = 64
     seed: int = 0
+    subgroup_shift: str = "none"
 
     def __post_init__(self):
         for field in ("num_train", "num_val", "num_test", "seed"):
@@ -41,10 +49,17 @@ class SyntheticCxrConfig(tfds.core.BuilderConfig):
                 raise ValueError(f"synthetic_cxr: {field} must be >= 0, got {getattr(self, field)}")
         if not 32 <= self.image_size <= 1024:
             raise ValueError(f"synthetic_cxr: image_size must be in [32, 1024], got {self.image_size}")
+        if self.subgroup_shift not in SUBGROUP_SHIFTS:
+            raise ValueError(f"synthetic_cxr: subgroup_shift must be one of {SUBGROUP_SHIFTS}, "
+                             f"got {self.subgroup_shift!r}")
+        shifted = self.subgroup_shift != "none"
         self.name = (f"n{self.num_train}-v{self.num_val}-t{self.num_test}"
-                     f"-s{self.image_size}-seed{self.seed}")
+                     f"-s{self.image_size}-seed{self.seed}"
+                     + (f"-shift-{self.subgroup_shift}" if shifted else ""))
         self.description = (f"{self.num_train}/{self.num_val}/{self.num_test} train/val/test studies, "
-                            f"{self.image_size}px, seed {self.seed}")
+                            f"{self.image_size}px, seed {self.seed}"
+                            + (f", subgroup shift '{self.subgroup_shift}' (female patients' "
+                               "findings drawn more subtly)" if shifted else ""))
 
 
 class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
@@ -82,7 +97,7 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
             study_rng, image_rng, text_rng = (
                 np.random.default_rng([cfg.seed, split_index, chunk, k]) for k in range(3))
             st = sample_studies(part, patients, study_rng, cfg.seed)
-            images = render(st, cfg.image_size, image_rng)
+            images = render(st, cfg.image_size, image_rng, subgroup_shifted(st, cfg.subgroup_shift))
             reports, labels = write_reports(st, text_rng)
             for i, study_id in enumerate(st.study_id):
                 yield study_id, {
@@ -98,11 +113,11 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
 
 
 def prepare(data_dir: str, *, num_train: int = 20_000, num_val: int = 1_000, num_test: int = 2_000,
-            image_size: int = 64, seed: int = 0) -> SyntheticCxr:
+            image_size: int = 64, seed: int = 0, subgroup_shift: str = "none") -> SyntheticCxr:
     """Build the data set under data_dir unless that configuration is already built; return it."""
     tfds.disable_progress_bar()
     config = SyntheticCxrConfig(num_train=num_train, num_val=num_val, num_test=num_test,
-                                image_size=image_size, seed=seed)
+                                image_size=image_size, seed=seed, subgroup_shift=subgroup_shift)
     # TFDS wants the registered instance, not an equal copy, for the default configuration.
     config = SyntheticCxr.builder_configs.get(config.name, config)
     builder = SyntheticCxr(config=config, data_dir=data_dir, file_format="array_record")

@@ -7,15 +7,34 @@ from -1 to 1 across the image, x towards the image's right (the patient's left o
 views), y down. Findings are placed in lung-local coordinates: u = -1 at a lung's medial wall,
 +1 at its lateral wall (posterior on a lateral view); v = -1 at the apex, +1 at the
 costophrenic angle. Each finding is computed only for the studies that have it.
+
+A subgroup shift (`shifted`: a mask of studies) draws those studies' findings more subtly:
+smaller (severity scaled by SHIFT_SIZE, the heart's excess over a cardiothoracic ratio of 0.5
+likewise) and fainter (each finding's attenuation scaled by SHIFT_CONTRAST). It changes pixels
+only: the studies' labels and reports are written from the unshifted draw, and the random
+streams are the same, so unshifted studies render exactly as without the shift.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from radfm_jax.data.builders.synthetic_cxr.studies import AP, BILATERAL, LATERAL, LEFT, RIGHT, F, Studies
+from radfm_jax.data.builders.synthetic_cxr.studies import (
+    AP,
+    BILATERAL,
+    LATERAL,
+    LEFT,
+    RIGHT,
+    SEXES,
+    F,
+    Studies,
+)
 
 _F32 = np.float32
+SHIFT_SIZE = 0.35  # severity multiplier of a shifted study's findings (extent, size)
+SHIFT_CONTRAST = 0.5  # attenuation multiplier of a shifted study's findings
 
 
 def _col(a) -> np.ndarray:
@@ -214,7 +233,12 @@ def _markings(st: Studies, grid: _Grid, lungs: _Lungs, aerated, rng: np.random.G
     return out * (0.2 + vessels)
 
 
-def _effusion(st: Studies, lungs: _Lungs, atten: np.ndarray) -> None:
+def _gain(gain: np.ndarray | None, idx: np.ndarray):
+    """The per-study finding contrast of the studies idx as (n, 1, 1), or 1 without a shift."""
+    return 1.0 if gain is None else _col(gain[idx])
+
+
+def _effusion(st: Studies, lungs: _Lungs, atten: np.ndarray, gain=None) -> None:
     has = st.present[:, F["pleural_effusion"]]
     level = 0.06 + 0.55 * st.severity[:, F["pleural_effusion"]]  # fraction of lung height
     fluid = {}
@@ -223,7 +247,7 @@ def _effusion(st: Studies, lungs: _Lungs, atten: np.ndarray) -> None:
             u, v = lungs.u[side][idx], lungs.v[side][idx]
             # Meniscus: the fluid climbs higher along the lateral chest wall.
             top = 1 - 2 * _col(level[idx]) * (0.65 + 0.6 * np.clip((u + 1) * 0.5, 0, 1) ** 2)
-            fluid[side] = (idx, lungs.raw[side][idx] * np.clip((v - top) / 0.18, 0, 1))
+            fluid[side] = (idx, lungs.raw[side][idx] * np.clip((v - top) / 0.18, 0, 1) * _gain(gain, idx))
     for side, (idx, f) in fluid.items():
         if lungs.raw[LEFT] is lungs.raw[RIGHT] and side == LEFT and RIGHT in fluid:
             # Lateral view: one lung; a bilateral effusion must not be counted twice.
@@ -232,7 +256,7 @@ def _effusion(st: Studies, lungs: _Lungs, atten: np.ndarray) -> None:
         atten[idx] += 0.55 * f
 
 
-def _pneumothorax(st: Studies, grid: _Grid, lungs: _Lungs, aerated, atten, markings) -> None:
+def _pneumothorax(st: Studies, grid: _Grid, lungs: _Lungs, aerated, atten, markings, gain=None) -> None:
     has = st.present[:, F["pneumothorax"]]
     depth = 0.08 + 0.55 * st.severity[:, F["pneumothorax"]]  # rim thickness in lung radius
     for side, idx in _sides(st.pneumothorax_side, has).items():
@@ -246,11 +270,12 @@ def _pneumothorax(st: Studies, grid: _Grid, lungs: _Lungs, aerated, atten, marki
         pr = grid.px / (_col(lungs.width[side][idx]) * 0.7)  # one pixel in units of r
         rim = mask * _edge(r - edge_r, 1.5 * pr)
         line = mask * np.exp(-(((r - edge_r) / (0.7 * pr)) ** 2))
-        atten[idx] += -0.1 * rim + 0.25 * line + 0.12 * (mask - rim) * _col(depth[idx])
-        markings[idx] *= 1 - rim
+        g = _gain(gain, idx)
+        atten[idx] += (-0.1 * rim + 0.25 * line + 0.12 * (mask - rim) * _col(depth[idx])) * g
+        markings[idx] *= 1 - rim * g
 
 
-def _consolidation(st: Studies, grid: _Grid, lungs: _Lungs, atten, rng) -> None:
+def _consolidation(st: Studies, grid: _Grid, lungs: _Lungs, atten, rng, gain=None) -> None:
     idx = np.nonzero(st.present[:, F["consolidation"]])[0]
     if not len(idx):
         return
@@ -265,10 +290,10 @@ def _consolidation(st: Studies, grid: _Grid, lungs: _Lungs, atten, rng) -> None:
     patch = _smooth_noise(rng, len(idx), max(grid.size // 6, 8), grid.size)
     g = np.exp(-(((u - u0) / su) ** 2) - ((v - v0) / sv) ** 2)
     blob = np.clip(1.6 * g * (0.75 + 0.35 * patch) - 0.25, 0, 1)
-    atten[idx] += (0.3 + 0.35 * sev) * raw * blob
+    atten[idx] += (0.3 + 0.35 * sev) * raw * blob * _gain(gain, idx)
 
 
-def _lesion(st: Studies, grid: _Grid, lungs: _Lungs, atten, rng) -> None:
+def _lesion(st: Studies, grid: _Grid, lungs: _Lungs, atten, rng, gain=None) -> None:
     idx = np.nonzero(st.present[:, F["lung_lesion"]])[0]
     if not len(idx):
         return
@@ -278,7 +303,7 @@ def _lesion(st: Studies, grid: _Grid, lungs: _Lungs, atten, rng) -> None:
     d = _dist(grid.x[idx], grid.y[idx], _col(cx), _col(cy))
     # A sphere's projected thickness, anti-aliased at the rim.
     disk = np.sqrt(np.clip(1 - (d / radius) ** 2, 0, 1)) ** 0.5 * _edge(radius - d, grid.px)
-    atten[idx] += _col(rng.uniform(0.4, 0.6, len(idx))) * disk
+    atten[idx] += _col(rng.uniform(0.4, 0.6, len(idx))) * disk * _gain(gain, idx)
 
 
 def _bezier(ctrl: np.ndarray, n: int) -> np.ndarray:
@@ -313,14 +338,17 @@ def _device_curves(st: Studies, lungs: _Lungs, lateral: bool, rng) -> np.ndarray
     return np.stack([np.stack(c, 1) for c in (ett, line, tube, lead)], 1), box
 
 
-def _devices(st: Studies, grid: _Grid, lungs: _Lungs, atten, lateral: bool, rng) -> None:
+def _devices(st: Studies, grid: _Grid, lungs: _Lungs, atten, lateral: bool, rng, gain=None) -> None:
     """Tubes and lines are splatted as anti-aliased curves; a pacemaker is a bright box."""
     b, size = len(st.view), grid.size
     ctrl, box = _device_curves(st, lungs, lateral, rng)
     study, kind = np.nonzero(st.devices)
     if not len(study):
         return
-    gain = np.where(st.subtle[:, F["support_devices"]], 0.45, 1.0)[study, None]
+    contrast = np.where(st.subtle[:, F["support_devices"]], 0.45, 1.0)
+    if gain is not None:
+        contrast = contrast * gain
+    stroke = contrast[study, None]
     pts = _bezier(ctrl[study, kind], 3 * size)
     cx, cy = grid.to_pixels(study, pts[..., 0], pts[..., 1])
     tx, ty = np.gradient(cx, axis=1), np.gradient(cy, axis=1)
@@ -338,28 +366,44 @@ def _devices(st: Studies, grid: _Grid, lungs: _Lungs, atten, lateral: bool, rng)
             xi, yi = x0 + ddx, y0 + ddy
             ok = (xi >= 0) & (xi < size) & (yi >= 0) & (yi < size)
             idx = (study[:, None] * size + yi) * size + xi
-            flat += np.bincount(idx[ok], (seg * wt * gain)[ok], minlength=b * size * size)
+            flat += np.bincount(idx[ok], (seg * wt * stroke)[ok], minlength=b * size * size)
     atten += 1.2 * np.minimum(flat.reshape(b, size, size), 1.0).astype(_F32)
     pi = np.nonzero(st.devices[:, 3])[0]
     if len(pi):
         bx, by = _col(box[pi, 0]), _col(box[pi, 1])
-        atten[pi] += 1.5 * _edge(0.07 - np.abs(grid.x[pi] - bx), grid.px) * _edge(0.045 - np.abs(grid.y[pi] - by), grid.px)
+        atten[pi] += (1.5 * _edge(0.07 - np.abs(grid.x[pi] - bx), grid.px)
+                      * _edge(0.045 - np.abs(grid.y[pi] - by), grid.px)
+                      * (1.0 if gain is None else _col(contrast[pi])))
 
 
-def _render_view(st: Studies, size: int, rng: np.random.Generator, lateral: bool) -> np.ndarray:
+def _shift(st: Studies, shifted: np.ndarray) -> tuple[Studies, np.ndarray]:
+    """The shifted studies' findings smaller (severity, cardiomegaly's excess CTR) and their
+    per-study finding contrast; unshifted studies keep theirs."""
+    severity = np.where(shifted[:, None], st.severity * SHIFT_SIZE, st.severity)
+    enlarged = shifted & st.present[:, F["cardiomegaly"]]
+    ctr = np.where(enlarged, 0.5 + (st.ctr - 0.5) * SHIFT_SIZE, st.ctr)
+    gain = np.where(shifted, SHIFT_CONTRAST, 1.0).astype(_F32)
+    return dataclasses.replace(st, severity=severity, ctr=ctr), gain
+
+
+def _render_view(st: Studies, size: int, rng: np.random.Generator, lateral: bool,
+                 shifted: np.ndarray | None = None) -> np.ndarray:
     # One stream per component, so a finding's presence never shifts another's random draws:
     # the same study with a finding removed renders identically elsewhere.
     texture_rng, cons_rng, lesion_rng, device_rng, noise_rng = rng.spawn(5)
+    gain = None
+    if shifted is not None and shifted.any():
+        st, gain = _shift(st, shifted)
     grid = _Grid(st, size)
     lungs = _Lungs(st, grid, lateral)
     atten, aerated = _anatomy(st, grid, lungs, lateral)
     markings = _markings(st, grid, lungs, aerated, texture_rng, lateral)
-    _effusion(st, lungs, atten)
-    _pneumothorax(st, grid, lungs, aerated, atten, markings)
+    _effusion(st, lungs, atten, gain)
+    _pneumothorax(st, grid, lungs, aerated, atten, markings, gain)
     atten += 0.12 * markings
-    _consolidation(st, grid, lungs, atten, cons_rng)
-    _lesion(st, grid, lungs, atten, lesion_rng)
-    _devices(st, grid, lungs, atten, lateral, device_rng)
+    _consolidation(st, grid, lungs, atten, cons_rng, gain)
+    _lesion(st, grid, lungs, atten, lesion_rng, gain)
+    _devices(st, grid, lungs, atten, lateral, device_rng, gain)
     img = 1 - np.exp(-_col(st.exposure) * np.maximum(atten, 0))
     lo, hi = _col(st.window[:, 0]), _col(st.window[:, 1])
     img = np.clip((img - lo) / (hi - lo), 0, 1) ** _col(st.gamma)
@@ -367,11 +411,24 @@ def _render_view(st: Studies, size: int, rng: np.random.Generator, lateral: bool
     return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render(st: Studies, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Render a chunk of studies as (B, size, size) uint8 radiographs."""
+def render(st: Studies, size: int, rng: np.random.Generator,
+           shifted: np.ndarray | None = None) -> np.ndarray:
+    """Render a chunk of studies as (B, size, size) uint8 radiographs; `shifted` (bool (B,),
+    optional) marks the studies whose findings are drawn more subtly (see the module doc)."""
     out = np.empty((len(st.view), size, size), np.uint8)
     for lateral in (False, True):
         idx = np.nonzero((st.view == LATERAL) == lateral)[0]
         if len(idx):
-            out[idx] = _render_view(st.take(idx), size, rng, lateral)
+            part = None if shifted is None else np.asarray(shifted, bool)[idx]
+            out[idx] = _render_view(st.take(idx), size, rng, lateral, part)
     return out
+
+
+def subgroup_shifted(st: Studies, shift: str) -> np.ndarray | None:
+    """The studies a subgroup shift draws more subtly: "sex" -> female patients' studies;
+    "none" -> None (no study)."""
+    if shift == "none":
+        return None
+    if shift == "sex":
+        return st.sex == SEXES.index("F")
+    raise ValueError(f"subgroup_shift must be 'none' or 'sex', got {shift!r}")

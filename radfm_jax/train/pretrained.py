@@ -1,0 +1,125 @@
+"""Start a run's image tower from another run's checkpoint (config.init): the tower is read
+alone from the checkpoint's train state (nothing else is loaded) and put in place of the new
+model's, parameter by parameter, with every mismatch named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from radfm_jax.config.schema import InitConfig
+from radfm_jax.errors import CheckpointError, ConfigError
+from radfm_jax.objectives import OBJECTIVES
+from radfm_jax.train.checkpoint import make_manager
+from radfm_jax.train.workdir import read_config
+
+Tower = dict[str, Any]
+
+
+def _flatten(tree: Any, prefix: tuple = ()) -> dict[tuple, Any]:
+    """{key path: leaf}, keys as the tree has them (an unrolled stack's blocks are int keys in
+    a model, str keys in a checkpoint: compare paths with _names)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, (*prefix, key)))
+    return flat
+
+
+def _names(keys: tuple) -> tuple[str, ...]:
+    return tuple(str(key) for key in keys)
+
+
+def _unflatten(flat: dict[tuple, Any]) -> dict:
+    tree: dict = {}
+    for keys, value in flat.items():
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return tree
+
+
+def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str]:
+    """(the image tower's parameters as NumPy arrays, a description of where they came from)."""
+    workdir = Path(init.workdir)
+    source = read_config(workdir)
+    tower_path = OBJECTIVES[source.objective.name].image_tower_path
+    manager = make_manager(workdir, keep=source.keep_checkpoints)
+    try:
+        steps = sorted(manager.all_steps())
+    finally:
+        manager.close()
+    if not steps:
+        raise ConfigError(f"init.workdir '{workdir}' has no checkpoints; train it first")
+    step = init.step or steps[-1]
+    if step not in steps:
+        raise ConfigError(f"init.step={step}: '{workdir}' has checkpoints for steps {steps}")
+    state_dir = epath.Path((workdir / "checkpoints" / str(step) / "state").absolute())
+    checkpointer = ocp.PyTreeCheckpointer()
+    try:
+        stored = checkpointer.metadata(state_dir).item_metadata.tree
+        subtree = stored["params"]
+        for key in tower_path:
+            subtree = subtree[key]
+        target = {"params": _nest(tower_path, jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), subtree))}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+        restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"the checkpoint at {state_dir.parent} holds no image tower at "
+                              f"params/{'/'.join(tower_path)} ({err})") from None
+    except Exception as err:  # orbax raises many types for unreadable files
+        raise CheckpointError(f"cannot read the image tower from {state_dir.parent} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); choose another init.step") from None
+    finally:
+        checkpointer.close()
+    tower = restored["params"]
+    for key in tower_path:
+        tower = tower[key]
+    return tower, f"{workdir} step {step} ({source.objective.name}: params/{'/'.join(tower_path)})"
+
+
+def _nest(path: tuple[str, ...], value: Any) -> Any:
+    for key in reversed(path):
+        value = {key: value}
+    return value
+
+
+def graft_tower(params: Tower, tower_path: tuple[str, ...], pretrained: Tower, source: str) -> Tower:
+    """`params` with its image tower's parameters replaced by `pretrained`'s (same names and
+    shapes). Parameters the new tower has and the pretrained one lacks are allowed only when
+    they are added on top of it (low-rank adapters); anything else is a ConfigError listing
+    the mismatches."""
+    tower = params
+    for key in tower_path:
+        tower = tower[key]
+    wanted = _flatten(tower)
+    given = {_names(keys): value for keys, value in _flatten(pretrained).items()}
+    names = {keys: _names(keys) for keys in wanted}
+    problems = [f"{'/'.join(names[keys])}: pretrained {np.shape(given[names[keys]])}, this config needs "
+                f"{np.shape(value)}" for keys, value in wanted.items()
+                if names[keys] in given and np.shape(given[names[keys]]) != np.shape(value)]
+    problems += [f"{'/'.join(keys)}: in the pretrained tower, not in this config's" for keys in given
+                 if keys not in set(names.values())]
+    problems += [f"{'/'.join(names[keys])}: not in the pretrained tower" for keys in wanted
+                 if names[keys] not in given and "lora" not in names[keys]]
+    if problems:
+        listing = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise ConfigError(f"the image tower of {source} does not match this config's model.image:\n  {listing}\n"
+                          "Set model.image (and model.scan_layers) as in the pretraining run")
+    merged = _unflatten({keys: given.get(names[keys], value) for keys, value in wanted.items()})
+    new = dict(params)
+    node = new
+    for key in tower_path[:-1]:
+        node[key] = dict(node[key])
+        node = node[key]
+    node[tower_path[-1]] = merged
+    return new
