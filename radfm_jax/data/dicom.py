@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -228,18 +229,20 @@ def _image_from_dataset(
             f"grayscale ({' / '.join(GRAYSCALE)}) images are read"
         )
     stored = _decode_pixels(ds, syntax, path, frames)
+    for keyword in ("RescaleSlope", "RescaleIntercept"):  # pydicom keeps malformed numbers as text
+        _number(ds, keyword, float, path)
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     voi_function = str(ds.get("VOILUTFunction") or "LINEAR")
     return DicomImage(
         values=values,
         modality=str(ds.get("Modality", "")),
         photometric=photometric,
-        window=_header_window(ds),
+        window=_header_window(ds, path),
         voi_function=voi_function if voi_function in VOI_FUNCTIONS else "LINEAR",
-        voi_lut=_voi_lut(ds),
-        pixel_spacing=_pixel_spacing(ds),
-        image_position=_floats(ds, "ImagePositionPatient", 3),
-        image_orientation=_floats(ds, "ImageOrientationPatient", 6),
+        voi_lut=_voi_lut(ds, path),
+        pixel_spacing=_pixel_spacing(ds, path),
+        image_position=_floats(ds, "ImagePositionPatient", 3, path),
+        image_orientation=_floats(ds, "ImageOrientationPatient", 6, path),
     )
 
 
@@ -251,7 +254,7 @@ def _decode_pixels(
 ) -> np.ndarray:
     if syntax.is_compressed:
         _require_decoder(syntax, path)
-    n_frames = int(ds.get("NumberOfFrames") or 1)
+    n_frames = _number(ds, "NumberOfFrames", int, path) or 1
     if frames is not None and not isinstance(frames, int) and len(frames) == 0:
         raise ConfigError(f"{path}: frames is an empty sequence; pass None to read every frame")
     for index in [frames] if isinstance(frames, int) else frames or ():
@@ -299,39 +302,58 @@ def _first(value):
     return value[0] if isinstance(value, MultiValue) else value
 
 
-def _header_window(ds: pydicom.Dataset) -> tuple[float, float] | None:
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+def _number(ds: pydicom.Dataset, keyword: str, convert: Callable[[Any], Any], path: PathLike) -> Any:
+    """convert(the field's value), None when absent or empty; a value that does not convert (pydicom
+    keeps malformed IS / DS / US values as they were written) is a DicomReadError naming it."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return convert(value)
+    except (TypeError, ValueError, IndexError) as error:
+        raise DicomReadError(
+            path, f"header field {keyword} holds {str(value)!r}, which is not a valid number here "
+            f"({error}); correct or remove the field (e.g. with pydicom or dcmodify)"
+        ) from None
+
+
+def _header_window(ds: pydicom.Dataset, path: PathLike) -> tuple[float, float] | None:
+    center = _number(ds, "WindowCenter", lambda v: float(_first(v)), path)
+    width = _number(ds, "WindowWidth", lambda v: float(_first(v)), path)
     if center is None or width is None:
         return None
-    center, width = float(_first(center)), float(_first(width))
     # A width under 1 violates PS3.3 C.11.2.1.2; treat it as absent rather than fail.
     return (center, width) if width >= 1 else None
 
 
-def _voi_lut(ds: pydicom.Dataset) -> VoiLut | None:
+def _voi_lut(ds: pydicom.Dataset, path: PathLike) -> VoiLut | None:
     sequence = ds.get("VOILUTSequence")
     if not sequence:
         return None
-    entries, first_input, bits = (int(v) for v in sequence[0].LUTDescriptor)
+    descriptor = _number(sequence[0], "LUTDescriptor", lambda v: tuple(int(x) for x in v), path)
+    if descriptor is None or len(descriptor) != 3:
+        raise DicomReadError(path, "VOI LUT Sequence item without a three-value LUT Descriptor; "
+                                   "remove the sequence to use the header window")
+    entries, first_input, bits = descriptor
     entries = entries or 2**16  # PS3.3 C.11.1.1: 0 means 65536 entries
     # pydicom parses the LUT data (US or OW of either endianness); feed it every input once.
     table = apply_voi(np.arange(first_input, first_input + entries), ds)
     return VoiLut(first_input=first_input, table=np.asarray(table), bits=bits)
 
 
-def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
+def _pixel_spacing(ds: pydicom.Dataset, path: PathLike) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = _floats(ds, keyword, 2)
+        spacing = _floats(ds, keyword, 2, path)
         if spacing is not None and min(spacing) > 0:  # some writers store 0\0 for "unknown"
             return spacing
     return None
 
 
-def _floats(ds: pydicom.Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
+def _floats(ds: pydicom.Dataset, keyword: str, count: int, path: PathLike) -> tuple[float, ...] | None:
     value = ds.get(keyword)
     if value is None or not isinstance(value, MultiValue) or len(value) != count:
         return None
-    return tuple(float(v) for v in value)
+    return _number(ds, keyword, lambda v: tuple(float(x) for x in v), path)
 
 
 def _min_max(values: np.ndarray) -> np.ndarray:

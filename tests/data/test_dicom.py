@@ -323,3 +323,32 @@ def test_missing_decoder_plugin_names_the_package(monkeypatch):
     monkeypatch.setattr(Decoder, "is_available", property(lambda self: False))
     with pytest.raises(DicomReadError, match="pip install pylibjpeg pylibjpeg-openjpeg"):
         read_dicom(sample("emri_small_jpeg_2k_lossless.dcm"))
+
+
+def _with_raw_value(source: str, tag: int, vr: str, text: str, out: Path) -> Path:
+    """A copy of `source` whose element `tag` holds `text` as written, unvalidated (as a damaged
+    or non-conformant writer leaves it)."""
+    ds = pydicom.dcmread(source)
+    tag = pydicom.tag.Tag(tag)
+    ds._dict[tag] = pydicom.dataelem.RawDataElement(tag, vr, len(text), text.encode(), 0, False, True)
+    ds.save_as(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("keyword", "tag", "vr", "text"),
+    [
+        ("NumberOfFrames", 0x00280008, "IS", "two "),
+        ("RescaleSlope", 0x00281053, "DS", "x "),
+        ("RescaleIntercept", 0x00281052, "DS", "-1O24 "),
+        ("ImagePositionPatient", 0x00200032, "DS", "a\\b\\c "),
+        ("ImageOrientationPatient", 0x00200037, "DS", "1\\0\\0\\0\\1\\zero "),
+        ("PixelSpacing", 0x00280030, "DS", "q\\1 "),
+        ("WindowCenter", 0x00281050, "DS", "40HU"),
+    ],
+)
+def test_malformed_numeric_header_fields_are_read_errors_naming_the_field(tmp_path, keyword, tag, vr, text):
+    path = _with_raw_value(sample("CT_small.dcm"), tag, vr, text, tmp_path / f"{keyword}.dcm")
+    with pytest.raises(DicomReadError, match=f"header field {keyword} holds") as error:
+        read_dicom(path)
+    assert str(path) in str(error.value)

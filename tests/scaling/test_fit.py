@@ -303,3 +303,18 @@ def test_bootstrap_refuses_bad_settings_and_unfittable_data() -> None:
     # Four points: most resamples repeat one, leaving fewer than 4 distinct x.
     with pytest.raises(ScalingFitError, match="could not be fitted"):
         bootstrap(fit_power_law, x[:4], law(x[:4]), n_boot=50)
+
+
+def test_a_fit_whose_data_run_the_wrong_way_is_refused() -> None:
+    """An error rate (falls with scale) fitted as if it were AUROC, and AUROC fitted as a loss:
+    both refused with the fix named, rather than returning alpha = 0; the right direction fits."""
+    error_rate = noisy(law(X), 0.02, 0)
+    with pytest.raises(ScalingFitError, match=r"does not rise .* increasing_metric=False"):
+        fit_power_law(X, error_rate, increasing_metric=True, n_starts=2)
+    assert fit_power_law(X, error_rate, n_starts=2).alpha == pytest.approx(0.3, abs=0.05)
+    with pytest.raises(ScalingFitError, match=r"does not fall .* increasing_metric=True"):
+        fit_power_law(X, 1 - error_rate, n_starts=2)
+    n, d = np.meshgrid(np.logspace(6, 8, 4), np.logspace(4, 6, 4))
+    auroc = 1 - (0.1 + 3 * n.ravel() ** -0.3 + 1 * d.ravel() ** -0.3)
+    with pytest.raises(ScalingFitError, match="along any input"):
+        fit_joint(n.ravel(), d.ravel(), auroc, n_starts=2)

@@ -16,6 +16,7 @@ import nbformat
 import numpy as np
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "scaling_laws.ipynb"
@@ -91,10 +92,15 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
-def run_notebook(table: Path, out: Path, metric: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+def run_notebook(table: Path, out: Path, metric: str, monkeypatch: pytest.MonkeyPatch,
+                 direction: str | None = None) -> dict:
     monkeypatch.setenv("RADFM_SWEEP_TABLE", str(table))
     monkeypatch.setenv("RADFM_SCALING_OUT", str(out))
     monkeypatch.setenv("RADFM_SCALING_METRIC", metric)
+    if direction is None:
+        monkeypatch.delenv("RADFM_SCALING_DIRECTION", raising=False)
+    else:
+        monkeypatch.setenv("RADFM_SCALING_DIRECTION", direction)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
         notebook, timeout=120, kernel_name="python3",
@@ -113,7 +119,7 @@ def test_notebook_recovers_the_example_law(tmp_path: Path, monkeypatch: pytest.M
     """Example table (loss, 1% noise): joint alpha, beta within 0.1 of the law; the IsoFLOP
     exponent of N* ~ C^a and the compute frontier's exponent within 0.05 of the law's; the
     joint law's prediction at 10x the largest N and D within 5% of the law; figures written."""
-    fits = run_notebook(EXAMPLE_TABLE, tmp_path, "loss", monkeypatch)
+    fits = run_notebook(EXAMPLE_TABLE, tmp_path, "loss", monkeypatch, "decreasing")
     assert fits["metric"] == "loss" and fits["increasing_metric"] is False
     # Along the compute frontier L*(C) - E ~ C^-(alpha beta / (alpha + beta)) (Chinchilla eq. 4).
     frontier_exponent = LOSS_LAW["alpha"] * optimal_params_exponent(LOSS_LAW)
@@ -143,7 +149,7 @@ def test_notebook_on_a_factorial_auroc_sweep(tmp_path: Path, monkeypatch: pytest
     table = tmp_path / "sweep.jsonl"
     table.write_text("".join(json.dumps(row) + "\n" for row in make_factorial_rows()))
     out = tmp_path / "figures"
-    fits = run_notebook(table, out, "zeroshot/auroc_mean", monkeypatch)
+    fits = run_notebook(table, out, "zeroshot/auroc_mean", monkeypatch, "increasing")
     assert fits["increasing_metric"] is True
     assert fits["joint"]["transform"] == "one_minus"
     assert fits["joint"]["alpha"] == pytest.approx(AUROC_ERROR_LAW["alpha"], abs=0.1)
@@ -154,3 +160,9 @@ def test_notebook_on_a_factorial_auroc_sweep(tmp_path: Path, monkeypatch: pytest
     prediction = fits["extrapolation"]
     assert prediction["low"] <= prediction["prediction"] <= prediction["high"]
     assert 0 < prediction["prediction"] < 1 and math.isfinite(prediction["high"])
+
+
+def test_notebook_asks_for_the_metrics_direction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chosen metric without RADFM_SCALING_DIRECTION is refused, not guessed from its name."""
+    with pytest.raises(CellExecutionError, match="RADFM_SCALING_DIRECTION"):
+        run_notebook(EXAMPLE_TABLE, tmp_path, "error_rate", monkeypatch)

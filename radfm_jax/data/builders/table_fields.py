@@ -31,13 +31,13 @@ def apply_uncertain_policy(labels: np.ndarray, policy: str) -> np.ndarray:
     return labels
 
 
-def parse_age(cell: str, max_age: int = 120) -> int:
-    """Age in years, -1 when blank or implausible; ValueError when not a number."""
+def parse_age(cell: str, max_age: int = 120, min_age: int = 0) -> int:
+    """Age in years, -1 when blank or outside [min_age, max_age]; ValueError when not a number."""
     cell = cell.strip()
     if not cell:
         return -1
     age = int(float(cell))
-    return age if 0 <= age <= max_age else -1
+    return age if min_age <= age <= max_age else -1
 
 
 def parse_sex(cell: str) -> str:

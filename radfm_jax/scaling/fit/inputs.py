@@ -88,3 +88,23 @@ def to_error(metric: ArrayLike, transform: Transform, name: str = "y") -> np.nda
 def from_error(error: np.ndarray, transform: Transform) -> np.ndarray:
     """The metric on its own scale: the inverse of to_error."""
     return 1.0 - error if transform == "one_minus" else error
+
+
+def require_falling_error(inputs: dict[str, np.ndarray], error: np.ndarray, increasing_metric: bool) -> None:
+    """Refuse data whose error does not fall along any input: a law E + A x^-alpha (alpha >= 0)
+    fitted to them ends at alpha = 0 and says nothing. Judged by the least-squares slopes of
+    log error on the log inputs, jointly."""
+    names = list(inputs)
+    design = np.column_stack([np.log(inputs[name]) for name in names] + [np.ones(error.size)])
+    slopes = np.linalg.lstsq(design, np.log(error), rcond=None)[0][:-1]
+    if np.any(slopes < 0):
+        return
+    expected = "rise" if increasing_metric else "fall"
+    other = "False (a loss or an error rate)" if increasing_metric else "True (AUROC, accuracy, recall)"
+    shown = ", ".join(f"{name} {slope:+.3g}" for name, slope in zip(names, slopes, strict=True))
+    raise ScalingFitError(
+        f"the metric does not {expected} with scale along any input (slopes of log error on log "
+        f"input: {shown}), as increasing_metric={increasing_metric} says it should; the fit would "
+        f"end at exponent 0. Pass increasing_metric={other} if that is the metric's direction, "
+        "or check the column and the sweep"
+    )

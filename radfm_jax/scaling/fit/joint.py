@@ -6,7 +6,13 @@ import dataclasses
 
 import numpy as np
 
-from radfm_jax.scaling.fit.inputs import ArrayLike, ScalingFitError, Transform, require_points
+from radfm_jax.scaling.fit.inputs import (
+    ArrayLike,
+    ScalingFitError,
+    Transform,
+    require_falling_error,
+    require_points,
+)
 from radfm_jax.scaling.fit.saturating import SaturatingFit, fit_saturating_law, law_data
 
 
@@ -56,6 +62,7 @@ def fit_joint(
                 f"at least 3 of each of n and d (use fit_power_law when only one varies)"
             )
     require_points(len(np.unique(np.stack([ns, ds], axis=1), axis=0)), 5, "E + A/N^a + B/D^b")
+    require_falling_error({"n": ns, "d": ds}, error, increasing_metric)
     law = fit_saturating_law([ns, ds], error, huber_delta, n_starts, seed)
     (a, alpha), (b, beta) = law.terms
     return JointFit(

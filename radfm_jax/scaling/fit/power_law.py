@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from radfm_jax.scaling.fit.inputs import ArrayLike, Transform, require_points
+from radfm_jax.scaling.fit.inputs import ArrayLike, Transform, require_falling_error, require_points
 from radfm_jax.scaling.fit.saturating import SaturatingFit, fit_saturating_law, law_data
 
 
@@ -48,6 +48,7 @@ def fit_power_law(
     """
     (xs,), error, transform = law_data({"x": x}, y, increasing_metric)
     require_points(len(np.unique(xs)), 3, "E + A * x^-alpha")
+    require_falling_error({"x": xs}, error, increasing_metric)
     law = fit_saturating_law([xs], error, huber_delta, n_starts, seed)
     ((a, alpha),) = law.terms
     return PowerLawFit(E=law.E, A=a, alpha=alpha, transform=transform, loss=law.loss)

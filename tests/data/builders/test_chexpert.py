@@ -157,3 +157,13 @@ def test_chexpert_plus_joins_reports_with_chexpert(tmp_path):
     assert by_path[path] == text(record["patient_id"])
     impressions = records(build(ChexpertPlus, manual, tmp_path / "data", text_target="impression"))
     assert {text(r["report"]) for rs in impressions.values() for r in rs} == {"No acute process."}
+
+
+@pytest.mark.parametrize(("cell", "age"), [("0", -1), ("45", 45), ("", -1), ("130", -1)])
+def test_an_age_of_zero_is_missing_like_other_impossible_ages(cell, age):
+    from radfm_jax.data.builders.chexpert.builder import COL_AGE, COLUMNS, parse_row
+
+    row = dict.fromkeys(COLUMNS, "")
+    row.update({"Path": "CheXpert-v1.0/train/patient00001/study1/view1_frontal.jpg",
+                "Frontal/Lateral": "Frontal", "AP/PA": "PA", "Sex": "Female", COL_AGE: cell})
+    assert parse_row(row).age == age

@@ -96,6 +96,10 @@ LAYOUT = """\
   (or CheXlocalize's CheXpert/test_labels.csv and CheXpert/test/ inside the manual folder)"""
 
 
+# CheXpert's tables hold a few ages of 0 in a cohort of adults' studies: a placeholder, not an age.
+CHEXPERT_MIN_AGE = 1
+
+
 @dataclasses.dataclass(frozen=True)
 class CheXpertImage:
     """One row of train.csv / valid.csv (or of the test set's test_labels.csv)."""
@@ -122,7 +126,7 @@ def parse_row(row: dict[str, str]) -> CheXpertImage:
     view = "LATERAL" if frontal == "Lateral" else (row[COL_AP_PA].strip().upper() or "FRONTAL")
     labels = np.array([chexpert_value(row[c]) for c in LABEL_COLUMNS], dtype=np.int8)
     return CheXpertImage(official_split, relative_path, patient, f"{patient}/{study}", view,
-                         parse_sex(row[COL_SEX]), parse_age(row[COL_AGE]), labels)
+                         parse_sex(row[COL_SEX]), parse_age(row[COL_AGE], min_age=CHEXPERT_MIN_AGE), labels)
 
 
 def parse_test_row(row: dict[str, str]) -> CheXpertImage:
