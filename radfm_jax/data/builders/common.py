@@ -9,7 +9,8 @@ before anything is written:
   - refuses a split with no examples;
 and while writing reads images in threads, counts and skips unreadable ones, refuses a split that
 ends up empty, and stores the build summary, the preprocessing spec and the label names in the
-data set's metadata (`builder.info.metadata`).
+data set's metadata (`builder.info.metadata`); every skipped record goes to skipped_records.log in
+the build's folder, with one warning per skip reason.
 """
 
 from __future__ import annotations
@@ -204,16 +205,19 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             by_split[example.split].append(example)
         empty = [split for split, examples in by_split.items() if not examples]
         if empty:
+            details = self._report_skips(skips, failed=True)
             raise ConfigError(
                 f"{self.name}: split(s) {empty} would be empty; refusing to write an incomplete "
                 f"data set. Check the manual folder's tables (records read: "
-                f"{len(planned)}; skipped {dict(skips.skipped)}; filtered out {dict(skips.filtered)})")
+                f"{len(planned)}; skipped {dict(skips.skipped)}; filtered out {dict(skips.filtered)})"
+                + (f"; the skipped records are listed in {details}" if details else ""))
         check_disjoint_patients({s: (e.patient for e in ex) for s, ex in by_split.items()}, self.name)
-        return {split: self._generate_examples(split, examples, skips)
+        pending = set(by_split)  # splits not yet written; skips are reported after the last
+        return {split: self._generate_examples(split, examples, skips, pending)
                 for split, examples in by_split.items()}
 
-    def _generate_examples(self, split: str, examples: list[PlannedExample],
-                  skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _generate_examples(self, split: str, examples: list[PlannedExample], skips: SkipLog,
+                           pending: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             for start in range(0, len(examples), _READ_CHUNK):
                 chunk = examples[start:start + _READ_CHUNK]
@@ -226,10 +230,20 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     yield example.key, {**example.fields, **loaded, "source_path": example.source_path}
         # Stored with the data set (TFDS writes the metadata after the last split).
         self.info.metadata["build_summary"] = skips.summary()
+        pending.discard(split)
         if not skips.written[split]:
+            details = self._report_skips(skips, failed=True)
             raise ConfigError(f"{skips.describe()}. Every record of split '{split}' was skipped; "
-                              "refusing to write an empty split. Check the files named above.")
+                              f"refusing to write an empty split. Check the files listed in {details}.")
+        if not pending:
+            self._report_skips(skips, failed=False)
         log.info("%s", skips.describe())
+
+    def _report_skips(self, skips: SkipLog, *, failed: bool) -> Path | None:
+        """The skipped records' list, written into the build's folder; TFDS deletes the folder
+        of a build that fails, so a failed build leaves it beside that folder instead."""
+        folder = Path(self.data_dir)
+        return skips.report(folder.parent if failed else folder)
 
     def _try_load(self, example: PlannedExample) -> dict[str, Any] | ImageReadError:
         try:

@@ -3,6 +3,7 @@ parsing, manual-folder errors, and the registry's helpers."""
 
 from __future__ import annotations
 
+import logging
 import stat
 
 import numpy as np
@@ -69,10 +70,11 @@ def test_chexpert_cells_and_uncertain_policies():
     np.testing.assert_array_equal(table_fields.apply_uncertain_policy(labels, "zeros"), [1, 0, 0, -2, 1])
 
 
-def test_skip_log_counts_reasons_and_keeps_example_paths(caplog):
+def test_skip_log_counts_reasons_and_keeps_example_paths(caplog, tmp_path):
+    caplog.set_level(logging.WARNING)
     log = skips.SkipLog("demo")
     for i in range(7):
-        log.skip(skips.UNREADABLE_IMAGE, f"img{i}.jpg", "truncated")
+        log.skip(skips.UNREADABLE_IMAGE, f"img{i}.jpg", "truncated\tfile")
     log.skip(skips.EMPTY_REPORT, "r.txt")
     log.filter("view_LATERAL")
     log.wrote("train")
@@ -80,7 +82,16 @@ def test_skip_log_counts_reasons_and_keeps_example_paths(caplog):
     assert summary["skipped"] == {"unreadable_image": 7, "empty_report": 1}
     assert summary["skipped_examples"]["unreadable_image"] == [f"img{i}.jpg" for i in range(5)]
     assert summary["filtered"] == {"view_LATERAL": 1} and summary["written"] == {"train": 1}
-    assert "img6.jpg" in caplog.text and "unreadable_image" in caplog.text
+    assert not caplog.records  # no warning per record
+    # report: one warning per reason (count, first paths) and every record in the file.
+    path = log.report(tmp_path / "build")
+    assert path == tmp_path / "build" / skips.SKIPPED_RECORDS_FILE
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2
+    assert "7" in caplog.records[0].getMessage() and "img1.jpg" in caplog.records[0].getMessage()
+    assert path.read_text().splitlines()[1:] == [
+        *(f"unreadable_image\timg{i}.jpg\ttruncated file" for i in range(7)), "empty_report\tr.txt\t"]
+    assert skips.SkipLog("clean").report(tmp_path / "clean") is None
+    assert not (tmp_path / "clean").exists()
 
 
 def test_missing_manual_folder_and_files_name_what_is_missing(tmp_path):

@@ -1,16 +1,23 @@
-"""openi: a small ecgen-radiology/ + NLMCXR_png/ tree in the published layout, built with TFDS;
-records checked against the PNG pixels written here, hand-written report texts and labels."""
+"""openi: a small ecgen-radiology/ + NLMCXR_png/ tree in the published layout (and Kaggle's
+indiana_projections.csv beside it where views are tested), built with TFDS; records checked
+against the PNG pixels written here, hand-written report texts, labels and views."""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from fake_data import write_csv
 from PIL import Image
 
+from radfm_jax.data.builders import skips
 from radfm_jax.data.builders.openi import OpenI, OpenIConfig
+from radfm_jax.data.builders.openi import builder as openi_builder
+from radfm_jax.data.builders.openi.views import image_key
 from radfm_jax.data.findings import CHEXPERT_FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.errors import ConfigError
@@ -208,3 +215,104 @@ def test_experiment_builds_from_the_manual_dir_it_is_given(tmp_path):
     builder = prepare_dataset(config.data, tmp_path / "data")
     assert builder.info.features["image"].shape == (config.data.image_size, config.data.image_size, 1)
     assert sum(builder.info.metadata["build_summary"]["written"].values()) == 2 * 2 + len(FILLER)
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+# Kaggle's indiana_projections.csv for the tree above, in its own file names: CXR10 is not listed
+# and CXR11's row has a projection Open-i does not have, so both views are unknown.
+LATERAL = {"CXR1_1_IM-0001-3001", "CXR2_IM-0652-2001"}
+UNKNOWN = {"CXR10_IM-0010-1001", "CXR11_IM-0011-1001"}
+PROJECTIONS = [
+    [1, "1_IM-0001-4001.dcm.png", "Frontal"], [1, "1_IM-0001-3001.dcm.png", "Lateral"],
+    [2, "2_IM-0652-1001.dcm.png", "Frontal"], [2, "2_IM-0652-2001.dcm.png", "Lateral"],
+    [5, "5_IM-2117-1001.dcm.png", "Frontal"], [6, "6_IM-2192-1001.dcm.png", "Frontal"],
+    [11, "11_IM-0011-1001.dcm.png", "Oblique"],
+    *([n, f"{n}_IM-{n:04d}-1001.dcm.png", "Frontal"] for n in range(12, 40)),
+]
+GOOD_IMAGES = {i for r in [CARDIOMEGALY, NORMAL, *FILLER] for i in r["images"]}
+
+
+def _views(records) -> dict[str, str]:
+    return {Path(r["source_path"].decode()).stem: r["view"].decode()
+            for recs in records.values() for r in recs}
+
+
+def test_nlm_and_kaggle_names_of_an_image_share_its_key():
+    assert image_key("CXR1_1_IM-0001-4001") == image_key("1_IM-0001-4001.dcm.png") == "1/IM-0001-4001"
+    assert image_key("CXR2_IM-0652-1001.png") == image_key("2_IM-0652-1001.dcm.png")
+    assert image_key("CXR10_IM-0002-1001") != image_key("100_IM-0002-1001.dcm.png")
+
+
+def test_without_a_projections_table_every_view_is_unknown(built):
+    builder, records = built
+    assert set(_views(records).values()) == {"unknown"}
+    assert builder.info.metadata["view_source"] == "none"
+    assert builder.info.metadata["build_summary"]["filtered"] == {}
+
+
+def test_projections_table_gives_views_and_the_frontal_filter_drops_laterals(tmp_path):
+    manual = _write_tree(tmp_path / "manual")
+    write_csv(manual / "indiana_projections.csv", ["uid", "filename", "projection"], PROJECTIONS)
+    every = _build(manual, tmp_path / "all", _config(views=()))
+    views = _views(every.as_data_source())
+    assert views.keys() == GOOD_IMAGES
+    assert views == {i: "LATERAL" if i in LATERAL else "unknown" if i in UNKNOWN else "FRONTAL"
+                     for i in GOOD_IMAGES}
+    assert every.info.metadata["view_source"] == "indiana_projections.csv"
+    frontal = _build(manual, tmp_path / "frontal")  # the default: frontal views only
+    assert frontal.builder_config.views == ("FRONTAL",)
+    assert _views(frontal.as_data_source()) == {i: "FRONTAL" for i in GOOD_IMAGES - LATERAL - UNKNOWN}
+    summary = frontal.info.metadata["build_summary"]
+    assert summary["filtered"] == {"view_LATERAL": 2, "view_unknown": 2}
+    assert summary["skipped"]["unparseable_row"] == 2  # broken.xml and the Oblique row
+    assert "indiana_projections.csv:8" in summary["skipped_examples"]["unparseable_row"]
+    assert frontal.builder_config.name != every.builder_config.name
+
+
+def test_views_are_the_ones_open_i_records():
+    assert _config(views=("frontal",)).views == ("FRONTAL",)
+    with pytest.raises(ValueError, match="no PA / AP"):
+        _config(views=("PA", "AP"))
+
+
+# -- skipped records -----------------------------------------------------------------------------
+
+def test_skipped_records_are_summarised_per_reason_and_listed_in_a_file(tmp_path, caplog):
+    manual = _write_tree(tmp_path / "manual")
+    gone = [f"CXR{n}_IM-{n:04d}-1001" for n in range(10, 15)]
+    for image_id in gone:
+        (manual / "NLMCXR_png" / f"{image_id}.png").unlink()
+    caplog.set_level(logging.WARNING)
+    builder = _build(manual, tmp_path / "data")
+    skipped = builder.info.metadata["build_summary"]["skipped"]
+    assert skipped == {"missing_file": 6, "empty_report": 1, "no_images": 1, "unreadable_image": 1,
+                       "unparseable_row": 1}
+    # One warning per reason with its count, not one per record.
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == skips.__name__ and r.levelno >= logging.WARNING]
+    assert sorted(re.search(r"skipped (\d+) record\(s\) as (\w+)", m).group(2, 1) for m in lines) == \
+        sorted((reason, str(n)) for reason, n in skipped.items())
+    # Every skipped record, with its path, in the build's folder.
+    details = Path(builder.data_dir) / skips.SKIPPED_RECORDS_FILE
+    header, *rows = details.read_text().splitlines()
+    assert header == "reason\tpath\tdetail" and len(rows) == sum(skipped.values())
+    listed = [row.split("\t") for row in rows]
+    assert {path for reason, path, _ in listed if reason == "missing_file"} == \
+        {f"NLMCXR_png/{i}.png" for i in [*gone, "CXR6_IM-2192-1001"]}
+    assert ("unreadable_image", "NLMCXR_png/CXR5_IM-2117-1001.png") in {(r, p) for r, p, _ in listed}
+    # Without the projections table the views are unknown: said once.
+    [views_note] = [r.getMessage() for r in caplog.records
+                    if r.name == openi_builder.__name__ and r.levelno >= logging.WARNING]
+    assert "indiana_projections.csv" in views_note and "'unknown'" in views_note
+
+
+def test_a_failed_build_leaves_the_skipped_records_list_beside_its_folder(tmp_path):
+    manual = _write_tree(tmp_path / "manual")
+    for png in (manual / "NLMCXR_png").glob("*.png"):
+        png.unlink()
+    with pytest.raises(ConfigError, match="was skipped") as err:
+        _build(manual, tmp_path / "data")
+    details = Path(re.search(r"listed in (\S+)\.$", str(err.value)).group(1))
+    assert details.name == skips.SKIPPED_RECORDS_FILE and details.parent.parent.name == "openi"
+    assert "missing_file\tNLMCXR_png/CXR" in details.read_text()

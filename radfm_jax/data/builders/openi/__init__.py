@@ -1,5 +1,5 @@
 """openi: Open-i / IU X-ray chest radiographs with reports from the user's copy
-(ecgen-radiology/*.xml + NLMCXR_png/*.png)."""
+(ecgen-radiology/*.xml + NLMCXR_png/*.png; views from Kaggle's indiana_projections.csv if present)."""
 
 from radfm_jax.data.builders.openi.builder import OpenI, OpenIConfig
 
