@@ -65,6 +65,10 @@ def validate(config: ExperimentConfig) -> None:
     if sum(size == -1 for size in sizes) > 1 or any(size == 0 or size < -1 for size in sizes):
         raise ConfigError(f"mesh sizes {sizes}: use positive sizes and at most one -1")
     builder_class(config.data.name)  # a registered data set
+    if config.eval.prompt_sets:
+        from radfm_jax.evals.prompt_sets import load_prompt_sets
+
+        load_prompt_sets(config.eval.prompt_sets)  # a bad file fails before the data set is opened
     if config.init.workdir and not (Path(config.init.workdir) / "config.json").is_file():
         raise ConfigError(f"init.workdir '{config.init.workdir}' is not a radfm workdir (no config.json); "
                           "pass the folder a pretraining run wrote")

@@ -197,9 +197,9 @@ class EvalConfig:
     recall_ks: tuple[int, ...] = (1, 5, 10)
     # Which evaluators run; empty = the objective's own (contrastive: zeroshot_retrieval;
     # mae: linear_probe; caption: generation; coca: zeroshot_retrieval and generation;
-    # classify: classification).
+    # classify: classification). zeroshot_prompts is added whenever prompt_sets is set.
     evaluators: tuple[Literal["zeroshot_retrieval", "linear_probe", "generation", "classification",
-                              "robustness"], ...] = ()
+                              "robustness", "zeroshot_prompts"], ...] = ()
     probe_train_examples: int = 5000  # training-split rows the linear probe is fitted on
     generate: GenerateConfig = GenerateConfig()
     # 95 % intervals of AUROC / AUPRC (zero-shot, probe, classification) from this many
@@ -216,6 +216,9 @@ class EvalConfig:
     # Robustness: acquisition shifts (evals/perturbations.py: resolution, gamma, contrast,
     # noise, jpeg, rotate), each at severities 1-3.
     perturbations: tuple[str, ...] = ()
+    # Prompt robustness: JSON files of hand-written zero-shot prompts (evals/prompt_sets.py),
+    # each scored as one set by the zeroshot_prompts evaluator (contrastive models).
+    prompt_sets: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@ similarity to a positive and a negative prompt (each an ensemble of templates)."
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -40,17 +40,16 @@ def _ensemble(embeddings: np.ndarray) -> np.ndarray:
     return mean / np.linalg.norm(mean)
 
 
-def zeroshot_scores(
+def pair_scores(
     image_emb: np.ndarray,
     encode_texts: EncodeTexts,
-    label_names: Sequence[str],
-    positive_templates: Sequence[str],
-    negative_templates: Sequence[str],
+    pairs: Mapping[str, tuple[Sequence[str], Sequence[str]]],
     logit_scale: float,
 ) -> dict[str, np.ndarray]:
-    """finding -> P(present) per image from the two-way softmax over prompt similarities."""
+    """finding -> P(present) per image from the two-way softmax over its similarities to the
+    finding's (present, absent) prompt ensembles."""
     scores = {}
-    for finding, (present, absent) in prompt_pairs(label_names, positive_templates, negative_templates).items():
+    for finding, (present, absent) in pairs.items():
         prompts = np.stack([_ensemble(encode_texts(present)), _ensemble(encode_texts(absent))])
         logits = logit_scale * image_emb @ prompts.T
         logits -= logits.max(axis=1, keepdims=True)
@@ -59,15 +58,28 @@ def zeroshot_scores(
     return scores
 
 
+def zeroshot_scores(
+    image_emb: np.ndarray,
+    encode_texts: EncodeTexts,
+    label_names: Sequence[str],
+    positive_templates: Sequence[str],
+    negative_templates: Sequence[str],
+    logit_scale: float,
+) -> dict[str, np.ndarray]:
+    """finding -> P(present) per image, with the templated prompts of prompt_pairs."""
+    pairs = prompt_pairs(label_names, positive_templates, negative_templates)
+    return pair_scores(image_emb, encode_texts, pairs, logit_scale)
+
+
 def zeroshot_metrics(
-    scores: dict[str, np.ndarray], labels: np.ndarray, label_names: Sequence[str]
+    scores: dict[str, np.ndarray], labels: np.ndarray, label_names: Sequence[str], prefix: str = "zeroshot"
 ) -> dict[str, float]:
-    """Per-finding AUROC on reader-committed labels (uncertain excluded) and their mean;
-    labels[:, i] belongs to label_names[i]."""
+    """Per-finding AUROC on reader-committed labels (uncertain excluded) and their mean, under
+    `<prefix>/auroc/<finding>` and `<prefix>/auroc_mean`; labels[:, i] belongs to label_names[i]."""
     results = {}
     for index, finding in enumerate(label_names):
         targets, valid = binary_targets(labels[:, index])
-        results[f"zeroshot/auroc/{finding}"] = auroc(scores[finding][valid], targets[valid])
+        results[f"{prefix}/auroc/{finding}"] = auroc(scores[finding][valid], targets[valid])
     values = [v for v in results.values() if not np.isnan(v)]
-    results["zeroshot/auroc_mean"] = float(np.mean(values)) if values else float("nan")
+    results[f"{prefix}/auroc_mean"] = float(np.mean(values)) if values else float("nan")
     return results

@@ -17,6 +17,7 @@ from radfm_jax.evals.evaluators.classification import ClassificationEvaluator
 from radfm_jax.evals.evaluators.generation import GenerationEvaluator
 from radfm_jax.evals.evaluators.linear_probe import LinearProbeEvaluator
 from radfm_jax.evals.evaluators.robustness import RobustnessEvaluator
+from radfm_jax.evals.evaluators.zeroshot_prompts import ZeroshotPromptsEvaluator
 from radfm_jax.evals.evaluators.zeroshot_retrieval import ZeroshotRetrievalEvaluator
 from radfm_jax.evals.perturbations import PERTURBATIONS
 from radfm_jax.evals.predictors import Predictors
@@ -64,17 +65,28 @@ def _robustness(config, data, predictors, mesh, split) -> Evaluator:
                                config.data, config.eval, seed=config.seed, encode_texts=encode_texts)
 
 
+def _zeroshot_prompts(config, data, predictors, mesh, split) -> Evaluator:
+    if not config.eval.prompt_sets:
+        raise ConfigError("eval.evaluators includes 'zeroshot_prompts'; name the prompt set files (JSON) in "
+                          "eval.prompt_sets, e.g. eval.prompt_sets=experiments/prompts/heldout_cxr.json")
+    encode_texts = _zeroshot_retrieval(config, data, predictors, mesh, split).encode_texts
+    return ZeroshotPromptsEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
+                                    config.data, config.eval, encode_texts=encode_texts)
+
+
 EVALUATORS: dict[str, Callable[..., Evaluator]] = {
     "zeroshot_retrieval": _zeroshot_retrieval,
     "linear_probe": _linear_probe,
     "generation": _generation,
     "classification": _classification,
     "robustness": _robustness,
+    "zeroshot_prompts": _zeroshot_prompts,
 }
 
 # The predict functions each evaluator needs (robustness: a classifier or embeddings).
 _NEEDS = {"zeroshot_retrieval": ("encode_image", "encode_text"), "linear_probe": ("image_features",),
-          "generation": ("generate",), "classification": ("classify",), "robustness": ()}
+          "generation": ("generate",), "classification": ("classify",), "robustness": (),
+          "zeroshot_prompts": ("encode_image", "encode_text")}
 
 
 def build_evaluators(config: ExperimentConfig, data: PreparedData, predictors: Predictors, mesh: Mesh,
@@ -82,12 +94,16 @@ def build_evaluators(config: ExperimentConfig, data: PreparedData, predictors: P
     split = config.eval.split
     if split not in data.sources:
         raise ConfigError(f"eval.split='{split}' not in the data set's splits {sorted(data.sources)}")
+    asked = {name: f"eval.evaluators includes '{name}'" for name in names}
+    if config.eval.prompt_sets and "zeroshot_prompts" not in asked:
+        # Naming prompt files asks for them to be scored, whichever evaluators run besides.
+        asked["zeroshot_prompts"] = "eval.prompt_sets is set (scored by the 'zeroshot_prompts' evaluator)"
     evaluators = []
-    for name in names:
+    for name, why in asked.items():
         missing = [fn for fn in _NEEDS[name] if getattr(predictors, fn) is None]
         if missing:
-            raise ConfigError(f"eval.evaluators includes '{name}', but objective.name="
-                              f"'{config.objective.name}' trains a model without {missing}; remove it")
+            raise ConfigError(f"{why}, but objective.name='{config.objective.name}' trains a model without "
+                              f"{missing}; remove it")
         evaluators.append(EVALUATORS[name](config, data, predictors, mesh, split))
     return evaluators
 
