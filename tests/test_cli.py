@@ -230,7 +230,7 @@ class FinishedRun:
         # Copies of what training wrote, before any test runs `radfm eval` over them.
         self.evals = {
             int(path.stem.split("_")[1]): json.loads(path.read_text())
-            for path in sorted((workdir / "eval").glob("step_*.json"))
+            for path in sorted((workdir / "eval").glob("step_????????.json"))
         }
 
 
@@ -277,7 +277,9 @@ def test_metrics_jsonl_schema(finished):
 @pytest.mark.slow
 def test_eval_json_keys_and_values(finished):
     assert sorted(finished.evals) == [6, 12]
-    assert sorted(p.name for p in (finished.workdir / "eval").iterdir()) == ["step_00000006.json", "step_00000012.json"]
+    # Each evaluation: its metrics, its manifest and the zero-shot scores per study.
+    assert sorted(p.name for p in (finished.workdir / "eval").iterdir()) == [
+        f"step_{step:08d}.{kind}" for step in (6, 12) for kind in ("json", "manifest.json", "zeroshot.predictions.npz")]
     required = {"zeroshot/auroc_mean"} | {f"zeroshot/auroc/{finding}" for finding in FINDINGS} | {
         f"retrieval/{direction}_recall@{k}" for direction in ("i2t", "t2i") for k in (1, 5, 10)
     }

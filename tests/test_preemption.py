@@ -55,7 +55,7 @@ def _checkpoint_steps(workdir: Path) -> list[int]:
 
 
 def _evals(workdir: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((workdir / "eval").glob("step_*.json"))}
+    return {p.name: json.loads(p.read_text()) for p in sorted((workdir / "eval").glob("step_????????.json"))}
 
 
 def _preempt(workdir: Path, data_dir: Path, log: Path) -> tuple[int, str, int]:

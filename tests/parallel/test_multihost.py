@@ -209,7 +209,7 @@ def _metrics(workdir: Path) -> list[dict]:
 
 
 def _evals(workdir: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((workdir / "eval").glob("step_*.json"))}
+    return {p.name: json.loads(p.read_text()) for p in sorted((workdir / "eval").glob("step_????????.json"))}
 
 
 def _checkpoint_steps(workdir: Path) -> list[int]:
