@@ -110,3 +110,21 @@ def test_bad_inputs_are_rejected() -> None:
         subgroup_report(scores, targets, patient_ids, {"age": np.full(sex.size, "18/40")}, 0.5)
     with pytest.raises(ValueError, match="one entry per row"):
         subgroup_report(scores, targets, patient_ids[:-1], {"sex": sex}, 0.5)
+
+
+def test_subgroup_attributes_keep_what_the_split_records_and_refuse_what_it_lacks():
+    """Open-i-like metadata (views only): the default set quietly keeps `view`; asking for sex
+    explicitly is an error naming what the split does record."""
+    import dataclasses
+
+    from radfm_jax.config.schema import EvalConfig
+    from radfm_jax.errors import ConfigError
+    from radfm_jax.evals.evaluators.classification import subgroup_attributes
+
+    openi_like = {"sex": np.array(["", ""]), "age": np.array([-1, -1]), "view": np.array(["FRONTAL", "unknown"])}
+    assert subgroup_attributes(openi_like, EvalConfig()) == ("view",)
+    with pytest.raises(ConfigError, match=r"\['sex'\].*records \['view'\]"):
+        subgroup_attributes(openi_like, dataclasses.replace(EvalConfig(), subgroups=("sex", "view")))
+    full = {"sex": np.array(["F", "M"]), "age": np.array([30, 70]), "view": np.array(["PA", "AP"])}
+    assert subgroup_attributes(full, EvalConfig()) == ("sex", "age", "view")
+    assert subgroup_attributes(full, dataclasses.replace(EvalConfig(), subgroups=("age",))) == ("age",)

@@ -67,6 +67,27 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _recorded(metadata: dict[str, np.ndarray], name: str) -> bool:
+    """Whether the evaluated split records attribute `name` for any study ("" / "unknown" / age
+    -1 mean not recorded)."""
+    values = metadata[name]
+    if name == "age":
+        return bool(np.any(values >= 0))
+    return bool(np.any((values != "") & (values != "unknown")))
+
+
+def subgroup_attributes(metadata: dict[str, np.ndarray], eval_cfg: EvalConfig) -> tuple[str, ...]:
+    """The attributes the subgroup analysis reads. The default set keeps those the data set
+    records (Open-i has no sex or age); an attribute the user asked for that the data set does
+    not record is a ConfigError naming the ones it does."""
+    recorded = tuple(name for name in ("sex", "age", "view") if _recorded(metadata, name))
+    missing = [name for name in eval_cfg.subgroups if name not in recorded]
+    if missing and eval_cfg.subgroups != EvalConfig().subgroups:
+        raise ConfigError(f"eval.subgroups asks for {missing}, which the evaluated split does not record; "
+                          f"it records {list(recorded) or 'none of sex, age, view'}")
+    return tuple(name for name in eval_cfg.subgroups if name in recorded)
+
+
 def _attributes(metadata: dict[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
     columns = {"sex": metadata["sex"], "view": metadata["view"], "age": age_bins(metadata["age"])}
     return {name: columns[name] for name in names}
@@ -90,6 +111,7 @@ class ClassificationEvaluator:
         self._sources = {"val": (val_source, 0), "eval": (eval_source, eval_cfg.max_examples)}
         self._labels = {name: read_targets(source, count)[1] for name, (source, count) in self._sources.items()}
         self._metadata = read_metadata(eval_source, eval_cfg.max_examples)
+        self._subgroups = subgroup_attributes(self._metadata, eval_cfg)
         self._label_names = tuple(label_names)
         self._predict = predictors
         self._cfg = eval_cfg
@@ -154,10 +176,10 @@ class ClassificationEvaluator:
         results[key("ece_uncalibrated")] = cal.ece(raw, t, n_bins=bins, strategy="width")
         results[key("brier_uncalibrated")], results[key("nll_uncalibrated")] = cal.brier(raw, t), cal.nll(raw, t)
         curve = cal.reliability_curve(scaled, t, n_bins=bins, strategy="width")
-        if not self._cfg.subgroups:
+        if not self._subgroups:
             return curve, None
         global_threshold = choose_threshold(vz, vt, ("fpr", self._cfg.subgroup_fpr))
-        attributes = {name: values[valid] for name, values in _attributes(self._metadata, self._cfg.subgroups).items()}
+        attributes = {name: values[valid] for name, values in _attributes(self._metadata, self._subgroups).items()}
         report = subgroup_report(z, t, self._metadata["patient_id"][valid], attributes, global_threshold,
                                  n_resamples=max(self._cfg.bootstrap, 100), seed=self._seed)
         results.update({f"{PREFIX}/subgroups/{finding}/{name}": float(value) for name, value in report.items()
