@@ -91,21 +91,27 @@ def test_schema(records):
         sexes.add(r["sex"])
         report = r["report"].decode()
         assert report.startswith("FINDINGS: ") and "\nIMPRESSION: " in report
-        assert len(report.split()) <= 80
+        assert len(report.split()) <= 120
     assert views == {b"PA", b"AP", b"LATERAL"} and sexes == {b"F", b"M"}
 
 
 # --- An independent reading of the report, sentence by sentence. ---------------------------------
 _KEYWORDS = {
-    "cardiomegaly": ("cardiomegaly", "heart", "cardiac silhouette"),
-    "pleural_effusion": ("effusions?", "costophrenic"),
-    "pneumothorax": ("pneumothorax",),
-    "consolidation": ("consolidation", "lungs are clear"),
-    "lung_lesion": ("nodules?", "mass"),
-    "support_devices": ("support devices", "tubes?", "lines?", "catheter", "pacemaker"),
+    "cardiomegaly": ("cardiomegaly", "heart", "cardiac silhouette", "cardiac enlargement", "cardiothoracic"),
+    "pleural_effusion": ("effusions?", "costophrenic", "pleural fluid", "pleural spaces are clear",
+                         "fluid in the pleural", "pleural spaces are free of fluid"),
+    "pneumothorax": ("pneumothora(x|ces)", "fully expanded", "air in the pleural"),
+    "consolidation": ("consolidation", "lungs are clear", "clear lungs", "airspace", "infiltrate",
+                      "opacification", "air bronchograms", "free of focal airspace", "aerated"),
+    "lung_lesion": ("nodules?", "nodular", "mass(es)?", "lung lesion"),
+    "support_devices": ("support devices", "tubes?", "(?<!pleural )lines?", "catheters?", "pacemaker", "pacing",
+                        "medical devices"),
 }
-_HEDGES = ("possible", "possibly", "cannot exclude", "questionable", "borderline")
-_NEGATIONS = re.compile(r"^no\b|\bno\b|\bnormal\b|\bsharp\b|\bare clear\b")
+_HEDGES = ("possible", "possibly", "cannot exclude", "questionable", "borderline", "may", "could",
+           "not excluded")
+_NEGATIONS = re.compile(r"^no\b|\bno\b|\bnormal\b|\bsharp\b|\bare clear\b|\bclear lungs\b|not seen|"
+                        r"not identified|\babsent\b|negative for|free of|\bwithout\b|resolved|not enlarged|"
+                        r"fully expanded|clear bilaterally|and clear")
 
 
 def _read(report: str) -> dict[str, int]:
@@ -127,7 +133,8 @@ def _read(report: str) -> dict[str, int]:
 
 
 def test_labels_agree_with_report_text(records):
-    normal = re.compile(r"no acute (cardiopulmonary|intrathoracic)|normal chest radiograph")
+    normal = re.compile(r"no acute|normal chest radiograph|no active disease|unremarkable chest|"
+                        r"no radiographic evidence of acute|the chest is normal")
     for r in records["train"]:
         report, labels = r["report"].decode(), r["labels"]
         read = _read(report)

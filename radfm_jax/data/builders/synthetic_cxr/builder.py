@@ -65,8 +65,9 @@ class SyntheticCxrConfig(tfds.core.BuilderConfig):
 class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
     """Procedurally generated chest radiographs with free-text reports and CheXpert labels."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.",
+                     "1.1.0": "Reports in varied wording: synonyms, signs, post-posed and passive negation."}
     BUILDER_CONFIGS = [SyntheticCxrConfig()]
     # Nothing is downloaded, so there is no checksum file to find; TFDS's lookup of one next to a
     # packaged builder needs the optional importlib_resources package, which may be absent.
