@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
     check = data_verbs.add_parser(
         "check", help="patient overlap, duplicate images and label prevalence per split")
-    check.add_argument("name", help="data set name, e.g. synthetic_cxr or mimic_cxr")
+    check.add_argument("name", nargs="?", default=None,
+                       help="data set name, e.g. synthetic_cxr or mimic_cxr (checked with the preprocessing "
+                            "its recipe trains with); optional with --config")
+    check.add_argument("--config", default=None, metavar="EXPERIMENT",
+                       help="check the data as this experiment file trains on it (experiments/<study>/<name>.py[:arg])")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override data.* fields, e.g. --set data.manual_dir=/path")
 
@@ -186,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "data":
         from radfm_jax.data.check import run_check
 
-        return run_check(args.name, args.overrides)
+        return run_check(args.name, args.overrides, args.config)
     return _sweep(args)
 
 

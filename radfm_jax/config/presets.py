@@ -105,6 +105,19 @@ def smoke(config: ExperimentConfig) -> ExperimentConfig:
     })
 
 
+# Data sets trained with the synthetic recipes' own preprocessing; every other 2D set has a
+# real_cxr recipe (224 px).
+_OWN_PREPROCESSING = ("synthetic_cxr", "ct_rate")
+
+
+def recipe_data(dataset: str) -> DataConfig:
+    """The preprocessing data set `dataset`'s recipe trains with, so `radfm data check` builds
+    and checks what training will read: real_cxr's (224 px) for real chest X-ray sets, the
+    synthetic_cxr recipe's otherwise."""
+    base = synthetic_cxr_cpu() if dataset in _OWN_PREPROCESSING else real_cxr(dataset)
+    return dataclasses.replace(base.data, name=dataset)
+
+
 def real_cxr(dataset: str) -> ExperimentConfig:
     """CLIP on a real chest X-ray report data set read from the user's copy
     (`--set data.manual_dir=...` for the first build): ViT-S/16 at 224 px, a 6-layer text tower

@@ -5,6 +5,7 @@ split. `radfm data check NAME` prints them and exits non-zero when patients over
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
@@ -14,7 +15,7 @@ import numpy as np
 
 from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.config.schema import DataConfig, ExperimentConfig
-from radfm_jax.data.builders.registry import label_names, prepare_dataset
+from radfm_jax.data.builders.registry import builder_class, label_names, prepare_dataset
 from radfm_jax.data.datasets import resolve_data_dir
 from radfm_jax.data.findings import LABEL_VALUE_NAMES
 from radfm_jax.errors import ConfigError
@@ -92,19 +93,38 @@ def check_dataset(builder) -> dict[str, Any]:
     return check_sources(dict(builder.as_data_source()), label_names(builder))
 
 
-def data_config(name: str, overrides: Sequence[str]) -> DataConfig:
-    """The DataConfig `radfm data check NAME --set data.x=...` describes."""
+def data_config(name: str | None, overrides: Sequence[str], experiment: str | None = None) -> DataConfig:
+    """The DataConfig `radfm data check [NAME] [--config EXPERIMENT] --set data.x=...` describes:
+    the experiment's data (so its preprocessing) when one is named, else the preprocessing
+    data set NAME's recipe trains with (config.presets.recipe_data), then the overrides."""
     outside = [o for o in overrides if not o.startswith("data.")]
     if outside:
         raise ConfigError(f"radfm data check takes only data.* overrides, got {outside}")
-    return apply_overrides(ExperimentConfig(), [f"data.name={name}", *overrides]).data
+    if experiment is not None:
+        from radfm_jax.config.loading import load_experiment
+
+        base = load_experiment(experiment)
+        if name is not None and name != base.data.name:
+            raise ConfigError(f"radfm data check: {experiment} trains on {base.data.name!r}, not {name!r}; "
+                              f"drop the name or the --config")
+    elif name is None:
+        raise ConfigError("radfm data check needs a data set name or --config EXPERIMENT")
+    else:
+        from radfm_jax.config.presets import recipe_data
+
+        builder_class(name)  # an unknown name is a ConfigError listing the known ones
+        base = dataclasses.replace(ExperimentConfig(), data=recipe_data(name))
+    return apply_overrides(base, overrides).data
 
 
-def run_check(name: str, overrides: Sequence[str]) -> int:
-    """`radfm data check`: prepare the data set if needed, print the checks; 1 when patients
-    overlap between splits, else 0."""
-    data_cfg = data_config(name, overrides)
+def run_check(name: str | None, overrides: Sequence[str], experiment: str | None = None) -> int:
+    """`radfm data check`: prepare the data set if needed (with the preprocessing its recipe or
+    the named experiment trains with), print the checks; 1 when patients overlap between
+    splits, else 0."""
+    data_cfg = data_config(name, overrides, experiment)
+    print(f"checking {data_cfg.name} as built for training: {data_cfg.image_size} px images"
+          + (f" ({experiment})" if experiment else " (its recipe's preprocessing)"))
     builder = prepare_dataset(data_cfg, resolve_data_dir(data_cfg))
     result = check_dataset(builder)
-    print(format_report(name, result))
+    print(format_report(data_cfg.name, result))
     return 1 if result["patient_overlap"]["count"] else 0

@@ -78,3 +78,42 @@ def test_cli_rejects_other_overrides_and_unknown_names(capsys):
 def test_cli_real_data_set_without_manual_dir_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["data", "check", "nih_cxr14", "--set", f"data.data_dir={tmp_path}"]) == 2
     assert "data.manual_dir" in capsys.readouterr().err
+
+
+def _capture_prepared(monkeypatch) -> list:
+    """Replaces the build by a leak-free stand-in; returns the DataConfigs it was asked for."""
+    asked = []
+    clean = {"train": [_record("a", 1, [1])], "val": [_record("b", 2, [0])], "test": [_record("c", 3, [1])]}
+    builder = types.SimpleNamespace(as_data_source=lambda: clean,
+                                    info=types.SimpleNamespace(metadata={"label_names": ["x"]}))
+
+    def prepare(data_cfg, data_dir):
+        asked.append(data_cfg)
+        return builder
+
+    monkeypatch.setattr(check, "prepare_dataset", prepare)
+    return asked
+
+
+def test_real_data_sets_are_checked_at_their_recipes_preprocessing(monkeypatch, capsys):
+    from radfm_jax.config import presets
+
+    asked = _capture_prepared(monkeypatch)
+    assert cli.main(["data", "check", "mimic_cxr", "--set", "data.manual_dir=/nowhere"]) == 0
+    assert cli.main(["data", "check", "synthetic_cxr"]) == 0
+    mimic, synthetic = asked
+    recipe = presets.real_cxr("mimic_cxr").data
+    assert (mimic.name, mimic.image_size, mimic.manual_dir) == ("mimic_cxr", recipe.image_size, "/nowhere")
+    assert mimic.image_size == 224
+    assert synthetic.image_size == presets.synthetic_cxr_cpu().data.image_size
+    assert "224 px" in capsys.readouterr().out
+
+
+def test_an_experiment_file_gives_the_preprocessing(monkeypatch, capsys):
+    asked = _capture_prepared(monkeypatch)
+    recipe = "experiments/cxr/openi_clip.py"
+    assert cli.main(["data", "check", "--config", recipe, "--set", "data.image_size=256"]) == 0
+    assert (asked[0].name, asked[0].image_size) == ("openi", 256)
+    assert cli.main(["data", "check", "mimic_cxr", "--config", recipe]) == 2
+    assert "trains on 'openi', not 'mimic_cxr'" in capsys.readouterr().err
+    assert cli.main(["data", "check"]) == 2
