@@ -5,8 +5,11 @@ aliases in `_ALIASES` and is recognised
 
 * at the start of a line, in any case, followed by `:`, `-` (or an en/em dash), or alone on its
   line: `FINDINGS:`, `Findings :`, `FINDINGS -`, `Impression` on a line of its own;
-* inside a line only when written in capitals and followed by a colon, as in Open-i's
-  one-line exports (`... COMPARISON: None. FINDINGS: The heart ...`).
+* inside a line when followed by a colon and either written in capitals, as in Open-i's one-line
+  exports (`... COMPARISON: None. FINDINGS: The heart ...`), or capitalised (`Findings:`,
+  `Clinical history:`) right after a sentence's end (`.`, `?`, `!` or `;` and a space), as in
+  reports written as one paragraph (`Indication: Cough. Findings: Clear lungs. Impression:
+  Normal.`). A capitalised header word elsewhere in a sentence (`Chest comparison: none`) is text.
 
 Aliases: `CONCLUSION(S)`, `INTERPRETATION`, `OPINION` -> impression; `REASON FOR EXAM(INATION)`,
 `CLINICAL INDICATION`, `CLINICAL INFORMATION`, `INDICATION/HISTORY` -> indication;
@@ -60,20 +63,28 @@ _ALIASES: dict[str, str] = {
 }
 
 
-def _alias_pattern(upper: bool) -> str:
+def _alias_pattern(case: str) -> str:
+    """The aliases as one group; case "any", "upper" or "capitalised" (first letter upper case,
+    the rest in any case: "Findings", "Clinical History", "FINDINGS")."""
     names = sorted(_ALIASES, key=len, reverse=True)  # longest first: "findings and impression"
     parts = []
     for name in names:
-        name = name.upper() if upper else name
-        parts.append(r"\s*/\s*".join(r"\s+".join(map(re.escape, side.split()))
-                                      for side in name.split("/")))
+        alias = r"\s*/\s*".join(r"\s+".join(map(re.escape, side.split())) for side in name.split("/"))
+        if case == "upper":
+            alias = alias.upper()
+        elif case == "capitalised":
+            alias = name[0].upper() + "(?i:" + alias[1:] + ")"
+        parts.append(alias)
     return "(?P<alias>" + "|".join(parts) + ")"
 
 
 _LINE_HEADER = re.compile(
-    r"^[ \t]*" + _alias_pattern(upper=False) + r"(?:[ \t]*:+|[ \t]*[-\u2013\u2014]+(?!\w)|[ \t]*$)",
+    r"^[ \t]*" + _alias_pattern("any") + r"(?:[ \t]*:+|[ \t]*[-\u2013\u2014]+(?!\w)|[ \t]*$)",
     re.IGNORECASE | re.MULTILINE)
-_INLINE_HEADER = re.compile(r"(?<=[\s.])" + _alias_pattern(upper=True) + r"[ \t]*:")
+_INLINE_HEADER = re.compile(r"(?<=[\s.])" + _alias_pattern("upper") + r"[ \t]*:")
+# A capitalised header inside a paragraph needs a sentence end before it; the match starts at
+# the space, so the sentence before keeps its full stop.
+_INLINE_TITLE_HEADER = re.compile(r"(?<=[.?!;])[ \t]+" + _alias_pattern("capitalised") + r"[ \t]*:")
 
 _PLACEHOLDERS = re.compile(r"_{2,}|\bX{2,}\b|\[\*\*.*?\*\*\]")
 _LIST_MARKER = re.compile(r"^(?:\(?\d{1,2}[.)]|[-*\u2022])\s+")
@@ -88,7 +99,8 @@ def _canonical(alias: str) -> str:
 def parse_sections(text: str) -> dict[str, str]:
     """Section name -> its text (stripped, line breaks kept); see the module docstring."""
     headers = sorted({m.start(): m for m in (*_LINE_HEADER.finditer(text),
-                                             *_INLINE_HEADER.finditer(text))}.values(),
+                                             *_INLINE_HEADER.finditer(text),
+                                             *_INLINE_TITLE_HEADER.finditer(text))}.values(),
                      key=lambda m: m.start())
     # A line header may contain an inline match of a shorter alias; keep the first of overlaps.
     kept: list[re.Match] = []
@@ -140,9 +152,9 @@ def normalize_report(text: str) -> str:
     return " ".join(joined.split())
 
 
-def _usable(text: str) -> bool:
-    """True when some word is left once placeholders are removed."""
-    return re.search(r"[A-Za-z]", text.replace(PLACEHOLDER, "")) is not None
+def has_words(text: str) -> bool:
+    """True when some word is left once de-identification placeholders are removed."""
+    return re.search(r"[A-Za-z]", _PLACEHOLDERS.sub("", text)) is not None
 
 
 def report_target(text: str, target: str) -> str:
@@ -167,8 +179,8 @@ def report_target(text: str, target: str) -> str:
         sections = {"findings": sections.get(PREAMBLE, "")}
     findings = normalize_report(sections.get("findings", ""))
     impression = normalize_report(sections.get("impression", ""))
-    findings = findings if _usable(findings) else ""
-    impression = impression if _usable(impression) else ""
+    findings = findings if has_words(findings) else ""
+    impression = impression if has_words(impression) else ""
     if target == "findings":
         return findings
     if target == "impression":

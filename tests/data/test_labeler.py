@@ -45,7 +45,8 @@ CASES = [
     ("The lungs are clear.", {"lung_opacity": N, "consolidation": N, "pneumonia": N, "edema": N, NF: P}),
     ("No acute cardiopulmonary process.", {NF: P}),
     ("Normal chest radiograph.", {NF: P}),
-    ("", {NF: P}),
+    # Nothing reported: nothing is normal either.
+    ("", {}),
     # Negation: before, after, lists, scope.
     ("No pleural effusion.", {"pleural_effusion": N, NF: P}),
     ("No effusion, pneumothorax or consolidation.",
@@ -80,7 +81,8 @@ CASES = [
     ("Questionable small right apical pneumothorax.", {"pneumothorax": U}),
     ("Pneumothorax?", {"pneumothorax": U}),
     ("Borderline cardiomegaly.", {"cardiomegaly": U}),
-    ("Heart size is top normal.", {"cardiomegaly": U}),
+    # "Top normal" / "upper limits of normal" is normal, as in CheXpert's negation patterns.
+    ("Heart size is top normal.", {"cardiomegaly": N, NF: P}),
     ("The cardiomediastinal silhouette is stable.", {"enlarged_cardiomediastinum": U}),
     ("No new consolidation.", {"consolidation": U}),
     ("Pulmonary vascular congestion.", {"edema": U}),

@@ -138,6 +138,24 @@ def test_messy_headers(text, expected):
 
 
 @pytest.mark.parametrize("text, expected", [
+    # One paragraph with capitalised headers after each sentence's end.
+    ("Indication: Cough. Comparison: None. Findings: The heart is normal. Impression: Normal chest.",
+     {"indication": "Cough.", "comparison": "None.", "findings": "The heart is normal.",
+      "impression": "Normal chest."}),
+    ("Reason for exam: fever? Findings: Clear lungs; Impression: No pneumonia.",
+     {"indication": "fever?", "findings": "Clear lungs;", "impression": "No pneumonia."}),
+    ("Clinical History: smoker. Findings And Impression: Normal.",
+     {"history": "smoker.", "findings": "Normal.", "impression": "Normal."}),
+    # A capitalised header word not after a sentence's end, or without a colon, is text.
+    ("FINDINGS: Chest Comparison: prior study. Heart normal. History of smoking noted.",
+     {"findings": "Chest Comparison: prior study. Heart normal. History of smoking noted."}),
+    ("FINDINGS: Heart normal. Findings are stable.", {"findings": "Heart normal. Findings are stable."}),
+])
+def test_inline_capitalised_headers(text, expected):
+    assert parse_sections(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
     ("1. No effusion\n2. No pneumothorax", "No effusion. No pneumothorax"),
     ("The lungs are\nclear.  No   effusion .", "The lungs are clear. No effusion."),
     ("XXXX XXXX are normal. ____ year old. [**Hospital 18**] chest.",

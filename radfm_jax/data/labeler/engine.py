@@ -15,12 +15,14 @@ from radfm_jax.data.findings import (
     UNCERTAIN,
 )
 from radfm_jax.data.labeler import rules
-from radfm_jax.data.report_sections import SECTION_NAMES, normalize_report, parse_sections
+from radfm_jax.data.report_sections import SECTION_NAMES, has_words, normalize_report, parse_sections
 
 # Sections that describe the current image; indication, history, comparison and technique
 # mention findings the study is asked about or had before, not what it shows.
 _LABELLED_SECTIONS = ("findings", "impression")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+# A full stop with no space after it ("apex.There are"), found before lower-casing.
+_RUN_ON_SENTENCE = re.compile(r"(?<=[a-z]{2}[.!?])(?=[A-Z][a-z])")
 # What may separate two items of one list: a comma, a conjunction, up to two modifiers.
 _LIST_JOINT = re.compile(r"\s*,?\s*(?:(?:and|or|nor|and/or)\s+)?(?:(?!(?:the|a|an)\b)[a-z/-]+\s+){0,2}")
 _HEART_FAILURE = re.compile(r"\b(?:chf|(?:congestive )?heart failure)\b")
@@ -35,7 +37,8 @@ def _body(text: str) -> str:
 
 
 def _sentences(text: str) -> list[str]:
-    text = re.sub(r"\bvs\.", "versus", normalize_report(text).lower())
+    text = _RUN_ON_SENTENCE.sub(" ", normalize_report(text))
+    text = re.sub(r"\bvs\.", "versus", text.lower())
     return [s for s in _SENTENCE_BREAK.split(text) if s.strip()]
 
 
@@ -65,21 +68,21 @@ def _clause_bounds(sentence: str, start: int, end: int) -> tuple[int, int]:
     return left, right
 
 
-def _last_words(text: str, n: int) -> str:
-    return " ".join(text.split()[-n:])
+def _scope_start(sentence: str, left: int, start: int, right: int) -> int:
+    """Where a trigger before the mention at `start` may stand: from the clause start, unless a
+    comma between ends the scope. A comma continues a list when an "or" / "nor" closes it later
+    in the clause ("no consolidation, large effusion, or pneumothorax"); otherwise it starts a
+    new statement ("no pneumothorax, mild cardiomegaly")."""
+    comma = sentence.rfind(",", left, start)
+    if comma < 0 or rules.LIST_CONJUNCTION.search(sentence, comma, right):
+        return left
+    return comma + 1
 
 
-def _classify(sentence: str, start: int, end: int, later: list[tuple[int, int]]) -> int:
-    """NegEx-style value of one mention from the words around it in its clause; `later` are
-    the (start, end) spans of the mentions after it in the sentence."""
-    left, right = _clause_bounds(sentence, start, end)
-    window = rules.TRIGGER_WINDOW_WORDS
-    # The interior counts as preceding context: "the heart is not enlarged".
-    pre = rules.PSEUDO_NEGATION.sub(" ", _last_words(sentence[left:start], window) + " "
-                                    + sentence[start:end])
-    # A post-negation reaches back over the items of a list it closes ("consolidation,
-    # effusion, or pneumothorax is not seen"), not over other words ("left tube in place,
-    # right tube removed"; "effusion and the pneumothorax has resolved").
+def _post_negation_text(sentence: str, end: int, right: int, later: list[tuple[int, int]]) -> str:
+    """The words after a mention that a post-negation is read from. It reaches back over the
+    items of a list it closes ("consolidation, effusion, or pneumothorax is not seen"), not over
+    other words ("left tube in place, right tube removed")."""
     list_end = end
     for item_start, item_end in later:
         if item_start < list_end:
@@ -87,27 +90,46 @@ def _classify(sentence: str, start: int, end: int, later: list[tuple[int, int]])
         if item_start > right or not _LIST_JOINT.fullmatch(sentence[list_end:item_start]):
             break
         list_end = item_end
-    post_negation = sentence[list_end:right].split(",")[0]
+    return sentence[list_end:right].split(",")[0]
+
+
+def _classify(sentence: str, start: int, end: int, later: list[tuple[int, int]]) -> int | None:
+    """NegEx-style value of one mention from the words of its clause, or None when the mention
+    is history or hypothetical; `later` are the (start, end) spans of the mentions after it."""
+    left, right = _clause_bounds(sentence, start, end)
+    # The interior counts as preceding context: "the heart is not enlarged".
+    pre = sentence[_scope_start(sentence, left, start, right):start] + " " + sentence[start:end]
+    listed = rules.PSEUDO_NEGATION.search(pre) is not None
+    pre = rules.PSEUDO_NEGATION.sub(" ", pre)
+    post_negation = _post_negation_text(sentence, end, right, later)
     next_mention = later[0][0] if later else len(sentence)
     post_uncertainty = sentence[end:min(right, next_mention)].split(",")[0]
     if rules.NEGATED_HEDGE.search(pre) or rules.NEGATED_HEDGE.search(post_negation):
         return UNCERTAIN
+    if rules.HYPOTHETICAL.search(pre):
+        return None
     if rules.PRE_NEGATION.search(pre) or rules.POST_NEGATION.search(post_negation):
         return NEGATIVE
-    if rules.UNCERTAINTY.search(pre) or rules.POST_UNCERTAINTY.search(post_uncertainty):
+    if listed:  # "no change in X or Y": the "or" joins a list
+        pre = rules.LIST_CONJUNCTION.sub(" ", pre)
+        post_uncertainty = rules.LIST_CONJUNCTION.sub(" ", post_uncertainty)
+    if (rules.UNCERTAINTY.search(pre) or rules.POST_UNCERTAINTY.search(post_uncertainty)
+            or rules.LIST_HEDGE.search(sentence, left, start)):
         return UNCERTAIN
     return POSITIVE
 
 
-def _mention_values(text: str) -> list[tuple[str, int, str]]:
-    """(observation, value, mention text) for every mention in the report body."""
+def _mention_values(body: str) -> list[tuple[str, int, str]]:
+    """(observation, value, mention text) for every mention in the report body that is not
+    history or hypothetical."""
     values = []
-    for sentence in _sentences(_body(text)):
+    for sentence in _sentences(body):
         mentions = _find_mentions(sentence)
         for i, (obs, start, end, stated_as) in enumerate(mentions):
             later = [(s, e) for _, s, e, _ in mentions[i + 1:] if s >= end]
             value = _classify(sentence, start, end, later)
-            values.append((obs, stated_as if value == POSITIVE else value, sentence[start:end]))
+            if value is not None:
+                values.append((obs, stated_as if value == POSITIVE else value, sentence[start:end]))
     return values
 
 
@@ -121,9 +143,12 @@ def _aggregate(values: list[int]) -> int:
 
 def label_report(text: str) -> dict[str, int]:
     """CheXpert value (POSITIVE / NEGATIVE / UNCERTAIN / NOT_MENTIONED) per CHEXPERT_FINDINGS."""
+    body = _body(text)
+    if not has_words(body):  # nothing was reported, so nothing is normal either
+        return {name: NOT_MENTIONED for name in CHEXPERT_FINDINGS}
     found: dict[str, list[int]] = {}
     any_finding = False
-    for obs, value, mention in _mention_values(text):
+    for obs, value, mention in _mention_values(body):
         hedged_or_stated = value in (POSITIVE, UNCERTAIN)
         any_finding |= hedged_or_stated and obs != "support_devices"
         found.setdefault(obs, []).append(value)
