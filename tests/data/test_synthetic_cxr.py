@@ -101,7 +101,7 @@ _KEYWORDS = {
     "pleural_effusion": ("effusions?", "costophrenic", "pleural fluid", "pleural spaces are clear",
                          "fluid in the pleural", "pleural spaces are free of fluid"),
     "pneumothorax": ("pneumothora(x|ces)", "fully expanded", "air in the pleural"),
-    "consolidation": ("consolidation", "lungs are clear", "clear lungs", "airspace", "infiltrate",
+    "consolidation": ("consolidation", "consolidative", "lungs are clear", "clear lungs", "airspace", "infiltrate",
                       "opacification", "air bronchograms", "free of focal airspace", "aerated"),
     "lung_lesion": ("nodules?", "nodular", "mass(es)?", "lung lesion"),
     "support_devices": ("support devices", "tubes?", "(?<!pleural )lines?", "catheters?", "pacemaker", "pacing",

@@ -60,9 +60,9 @@ _ABSENT_NOUNS = {
                          ("fluid in the pleural spaces", False)),
     "pneumothorax": (("pneumothorax", False), ("pneumothorax", False), ("pneumothorax", False),
                      ("pneumothoraces", True), ("air in the pleural space", False)),
-    "consolidation": (("consolidation", False), ("focal consolidation", False), ("airspace disease", False),
-                      ("focal airspace disease", False), ("airspace consolidation", False),
-                      ("confluent airspace opacity", False), ("infiltrate", False)),
+    "consolidation": (("consolidation", False), ("focal consolidation", False), ("airspace consolidation", False),
+                      ("consolidative opacity", False), ("lobar consolidation", False),
+                      ("confluent consolidation", False)),
     "lung_lesion": (("lung nodule", False), ("pulmonary nodule", False), ("nodules or masses", True),
                     ("suspicious pulmonary nodule", False), ("lung mass", False),
                     ("focal lung lesion", False), ("pulmonary nodules", True)),
@@ -77,16 +77,16 @@ _NORMALITY = {
                      "Normal size of the cardiac silhouette."),
     "pleural_effusion": ("The costophrenic angles are sharp.", "Sharp costophrenic angles.",
                          "The costophrenic angles are clear.", "The pleural spaces are clear."),
-    "pneumothorax": ("Both lungs are fully expanded.", "The lungs are fully expanded."),
+    "pneumothorax": (),
     "consolidation": (),  # "the lungs are clear", only when no lung finding is stated or hedged
     "lung_lesion": (),
     "support_devices": (),
 }
 _CLEAR_LUNGS = ("The lungs are clear.", "Lungs are clear.", "The lungs are clear bilaterally.",
-                "Clear lungs.", "The lungs are well aerated and clear.")
+                "Clear lungs.", "Both lungs are clear.")
 # Where a denial "free of X" lives, and what it is free of.
 _FREE_OF = {"pleural_effusion": (("The pleural spaces", "fluid"), ("The costophrenic angles", "fluid")),
-            "consolidation": (("The lungs", "focal airspace disease"), ("The lungs", "consolidation")),
+            "consolidation": (("The lungs", "consolidation"), ("Both lungs", "consolidation")),
             "lung_lesion": (("The lungs", "nodules"), ("The lungs", "focal nodules or masses"))}
 
 _DEVICE_SENTENCES = {
@@ -154,8 +154,7 @@ class _Writer:
         if hedged:
             return self.pick(("Possible mild cardiomegaly.", "Borderline cardiomegaly.",
                               "Cannot exclude mild cardiomegaly.", "The heart may be mildly enlarged.",
-                              "Borderline enlargement of the cardiac silhouette.",
-                              "Heart size is at the upper limit of normal, possibly mildly enlarged."))
+                              "Borderline enlargement of the cardiac silhouette."))
         return self.pick((f"{_cap(deg)} cardiomegaly.", f"The heart is {_adverb(deg)} enlarged.",
                           f"{_cap(_adverb(deg))} enlarged cardiac silhouette.", "Cardiomegaly.",
                           "The cardiac silhouette is enlarged.", f"{_cap(deg)} enlargement of the cardiac silhouette.",
@@ -173,7 +172,6 @@ class _Writer:
             return self.pick((f"Possible small {where} pleural effusion{s}.",
                               f"Questionable blunting of the {where} {angle}.",
                               f"Cannot exclude small {where} pleural effusion{s}.",
-                              f"Minimal blunting of the {where} {angle} may reflect a small effusion.",
                               f"Trace {where} pleural fluid is not excluded."))
         options = [f"{_cap(size)} {where} pleural effusion{s}.", f"{_cap(size)} {where} effusion{s}.",
                    f"There {'are' if both else 'is a'} {size} {where} pleural effusion{s}.",
@@ -216,10 +214,10 @@ class _Writer:
         kind = "patchy" if self.sev("consolidation") < 0.6 else "dense"
         return self.pick((f"{_cap(adj)} consolidation.", f"{_cap(kind)} consolidation in the {where}.",
                           f"{_cap(kind)} airspace opacity in the {where}, consistent with consolidation.",
-                          f"Focal consolidation in the {where}.", f"{_cap(adj)} airspace disease.",
-                          f"{_cap(kind)} opacity in the {where} with air bronchograms.",
-                          f"Airspace consolidation in the {where}.", f"There is {kind} opacification of the {where}.",
-                          f"{_cap(adj)} infiltrate.",
+                          f"Focal consolidation in the {where}.", f"{_cap(adj)} consolidative opacity.",
+                          f"{_cap(kind)} opacity in the {where} with air bronchograms, compatible with consolidation.",
+                          f"Airspace consolidation in the {where}.",
+                          f"There is {kind} opacification of the {where}, consistent with consolidation.",
                           f"Confluent opacity in the {where}, compatible with consolidation."))
 
     def lung_lesion(self, hedged: bool) -> str:
@@ -229,7 +227,7 @@ class _Writer:
         sev = self.sev("lung_lesion")
         if hedged:
             return self.pick((f"Possible small nodule in the {where}.", f"Questionable {SIDES[side]} lung nodule.",
-                              f"Faint nodular density in the {where}, possibly a nodule.",
+                              f"Faint density in the {where}, possibly a nodule.",
                               f"A possible {adj} nodule could be further assessed with CT."))
         millimetres = int(round(4 + 26 * sev))
         if sev >= 0.8:
