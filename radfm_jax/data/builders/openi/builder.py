@@ -86,10 +86,11 @@ class OpenI(ManualBuilder):
     """Open-i / IU X-ray radiographs with reports, labeler-derived CheXpert labels and MeSH terms."""
 
     name = "openi"
-    # Records changed in 1.1.0, so a 1.0.0 build (empty views) is not reused.
-    VERSION = tfds.core.Version("1.1.0")
+    # A new version whenever records change (1.1.0 views, 1.2.0 labels), so no old build is reused.
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
-                     "1.1.0": "view from indiana_projections.csv (else 'unknown'); views filter."}
+                     "1.1.0": "view from indiana_projections.csv (else 'unknown'); views filter.",
+                     "1.2.0": "labels from the labeler that reads inline headers, negation scope, history."}
     BUILDER_CONFIGS = [OpenIConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
