@@ -31,6 +31,7 @@ from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders.features import manual_cxr_features
 from radfm_jax.data.builders.patient_splits import SPLITS, check_disjoint_patients
 from radfm_jax.data.builders.pseudonyms import Pseudonymizer, load_or_create_salt
+from radfm_jax.data.builders.registered_configs import RegisteredConfigs
 from radfm_jax.data.builders.skips import MISSING_FILE, UNREADABLE_IMAGE, SkipLog
 from radfm_jax.data.image_files import ImageReadError, read_image
 from radfm_jax.data.preprocessing import PreprocessSpec
@@ -135,7 +136,7 @@ class RadiographConfig(ManualBuilderConfig):
         return [*super()._name_parts(), views_name(self.views), f"val{self.val_fraction:g}"]
 
 
-class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ManualBuilder(RegisteredConfigs, tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of builders that read a user's local copy (TFDS manual_dir) of a published data set."""
 
     # Every data set is at its first release. The version is part of the prepared folder's path

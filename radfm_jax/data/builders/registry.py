@@ -65,8 +65,6 @@ def prepare_dataset(data_cfg: DataConfig, data_dir: Path) -> tfds.core.DatasetBu
     if not issubclass(cls, ManualBuilder):
         raise ConfigError(f"data set '{data_cfg.name}' has no manual-folder builder")
     config = cls.config_for(data_cfg)
-    # TFDS wants the registered instance, not an equal copy, for the default configuration.
-    config = cls.builder_configs.get(config.name, config)
     tfds.disable_progress_bar()
     builder = cls(config=config, data_dir=str(data_dir), file_format="array_record")
     if not builder.is_prepared():

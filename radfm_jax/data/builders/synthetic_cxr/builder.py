@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.features import cxr_features
+from radfm_jax.data.builders.registered_configs import RegisteredConfigs
 from radfm_jax.data.builders.synthetic_cxr.render import render, subgroup_shifted
 from radfm_jax.data.builders.synthetic_cxr.reports import write_reports
 from radfm_jax.data.builders.synthetic_cxr.studies import (
@@ -62,7 +63,7 @@ class SyntheticCxrConfig(tfds.core.BuilderConfig):
                                "findings drawn more subtly)" if shifted else ""))
 
 
-class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
+class SyntheticCxr(RegisteredConfigs, tfds.core.GeneratorBasedBuilder):
     """Procedurally generated chest radiographs with free-text reports and CheXpert labels."""
 
     VERSION = tfds.core.Version("1.1.0")
@@ -119,8 +120,6 @@ def prepare(data_dir: str, *, num_train: int = 20_000, num_val: int = 1_000, num
     tfds.disable_progress_bar()
     config = SyntheticCxrConfig(num_train=num_train, num_val=num_val, num_test=num_test,
                                 image_size=image_size, seed=seed, subgroup_shift=subgroup_shift)
-    # TFDS wants the registered instance, not an equal copy, for the default configuration.
-    config = SyntheticCxr.builder_configs.get(config.name, config)
     builder = SyntheticCxr(config=config, data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare()  # a no-op when this configuration's folder is complete
     return builder
