@@ -40,9 +40,13 @@ def jsonable(value: Any) -> Any:
 
 
 def fit_summary(fit: PowerLawFit | JointFit | IsoFlopResult) -> dict[str, Any]:
-    """The fitted parameters with the fit's kind (and transform and loss where it has them)."""
+    """The fitted parameters with the fit's kind, and where it has them the log coordinates it
+    was fitted in, its transform and loss, the parameters it held fixed, and the IsoFLOP
+    budgets whose optimum was extrapolated."""
     summary: dict[str, Any] = {"kind": type(fit).__name__, **fit.params()}
-    for extra in ("transform", "loss"):
+    if hasattr(fit, "log_params"):
+        summary.update(fit.log_params())
+    for extra in ("transform", "loss", "fixed", "extrapolated"):
         if hasattr(fit, extra):
             summary[extra] = getattr(fit, extra)
     return summary
@@ -125,17 +129,21 @@ def save_isoflop(
     out_dir: str | Path, name: str, result: IsoFlopResult, *, metric_name: str = "metric"
 ) -> Figure:
     """Left: metric vs model size per FLOPs budget with its fitted parabola (one line per budget)
-    and optimum (star). Right: N* and D* vs compute with their power laws (two lines)."""
+    and optimum (star; hollow, and "(N* extrapolated)" in the legend, when it lies outside the
+    budget's trained sizes). Right: N* and D* vs compute with their power laws (two lines)."""
     figure = Figure(figsize=(11, 4.5))
     left, right = figure.subplots(1, 2)
     budgets = []
     for budget in result.budgets:
         grid = _log_grid(budget.params.min(), budget.params.max())
         curve = np.polyval(budget.parabola, np.log(grid))
-        (line,) = left.plot(grid, curve, lw=1.5, label=f"C={budget.budget:.2g}")
+        label = f"C={budget.budget:.2g}" + ("" if budget.in_range else " (N* extrapolated)")
+        (line,) = left.plot(grid, curve, lw=1.5, label=label)
         left.scatter(budget.params, budget.metric, s=14, color=line.get_color())
+        # An optimum outside the trained sizes is drawn hollow: the parabola was extrapolated.
         left.scatter([budget.n_opt], [budget.metric_opt], marker="*", s=120,
-                     color=line.get_color(), edgecolors="black", zorder=3)
+                     color=line.get_color() if budget.in_range else "none",
+                     edgecolors=line.get_color() if not budget.in_range else "black", zorder=3)
         budgets.append({
             "budget": budget.budget, "params": budget.params, "examples": budget.examples,
             "metric": budget.metric, "parabola": budget.parabola, "n_opt": budget.n_opt,

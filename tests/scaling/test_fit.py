@@ -13,6 +13,7 @@ import pytest
 from scipy.optimize import curve_fit
 
 from radfm_jax.errors import ConfigError
+from radfm_jax.scaling import fit as sf
 from radfm_jax.scaling.fit import (
     ScalingFitError,
     best_per_value,
@@ -95,6 +96,57 @@ def test_one_outlier_barely_moves_the_huber_fit(seed: int) -> None:
     assert ls_shift > 0.1
 
 
+def test_power_law_with_E_fixed() -> None:
+    """E held at its true value (2% noise): alpha within 0.02 and A within 10% of the law's; E is
+    exactly the fixed value and the fit records it as fixed."""
+    fit = fit_power_law(X, noisy(law(X), 0.02, 0), fixed={"E": 0.1}, n_starts=8)
+    assert fit.alpha == pytest.approx(0.3, abs=0.02)
+    assert fit.A == pytest.approx(2.0, rel=0.1)
+    assert fit.E == pytest.approx(0.1, rel=1e-12) and fit.fixed == {"E": 0.1}
+    assert fit.log_A == pytest.approx(np.log(fit.A))
+
+
+def test_a_small_sweep_fits_with_E_fixed_at_zero() -> None:
+    """Three sizes cannot determine E, A and alpha (refused, naming the fix); with E = 0 the pure
+    power law 2 x^-0.3 is recovered exactly, and the wrong direction is still refused."""
+    x = np.array([1e5, 1e6, 1e7])
+    pure = 2.0 * x**-0.3
+    with pytest.raises(ScalingFitError, match=r"needs at least 4 distinct points, got 3.*fixed=\{'E'"):
+        fit_power_law(x, pure)
+    fit = fit_power_law(x, pure, fixed={"E": 0.0})
+    assert fit.E == 0.0 and fit.log_E == -np.inf
+    assert fit.A == pytest.approx(2.0, rel=1e-3) and fit.alpha == pytest.approx(0.3, rel=1e-3)
+    np.testing.assert_allclose(fit.predict(1e9), 2.0 * 1e9**-0.3, rtol=1e-3)
+    with pytest.raises(ScalingFitError, match="does not fall"):
+        fit_power_law(x, 1 - pure, fixed={"E": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("fixed", "message"),
+    [
+        ({"beta": 0.3}, r"cannot fix \['beta'\]: this law's parameters are \['A', 'E', 'alpha'\]"),
+        ({"E": 0.5}, r"fixed E = 0.5 is not below the smallest observed error"),
+        ({"E": -0.1}, r"fixed E must be >= 0"),
+        ({"alpha": -0.3}, r"fixed alpha must be >= 0"),
+        ({"A": 0.0}, r"fixed A must be > 0"),
+        ({"alpha": float("nan")}, r"fixed alpha must be a finite number"),
+        ({"E": 0.1, "A": 2.0, "alpha": 0.3}, "every parameter of the law is fixed"),
+    ],
+)
+def test_fixing_a_parameter_refuses_bad_names_and_values(fixed, message) -> None:
+    with pytest.raises(ScalingFitError, match=message):
+        fit_power_law(X, law(X), fixed=fixed, n_starts=2)
+
+
+def test_fixed_exponent_and_fixed_coefficient() -> None:
+    """Fixing alpha (or A) at the truth leaves the other two to fit: both recovered within 1e-3
+    relative on noiseless data."""
+    by_alpha = fit_power_law(X, law(X), fixed={"alpha": 0.3})
+    assert (by_alpha.E, by_alpha.A) == (pytest.approx(0.1, rel=1e-3), pytest.approx(2.0, rel=1e-3))
+    by_a = fit_power_law(X, law(X), fixed={"A": 2.0})
+    assert (by_a.E, by_a.alpha) == (pytest.approx(0.1, rel=1e-3), pytest.approx(0.3, rel=1e-3))
+
+
 # ------------------------------------------------------------------------------------ joint
 def _grid_4x4() -> tuple[np.ndarray, np.ndarray]:
     n, d = np.meshgrid(np.logspace(6, 9, 4), np.logspace(3, 6, 4))
@@ -124,6 +176,40 @@ def test_joint_law_on_an_increasing_metric() -> None:
     assert fit.alpha == pytest.approx(0.3, abs=0.1)
     assert fit.beta == pytest.approx(0.35, abs=0.1)
     np.testing.assert_allclose(fit.predict(n, d), 1 - error, atol=0.01)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_joint_law_with_E_fixed(seed: int) -> None:
+    """The 4 x 4 grid with E held at its true 0.5: alpha and beta within 0.05 (0.1 when E is
+    fitted too); E is reported as fixed."""
+    n, d = _grid_4x4()
+    fit = fit_joint(n, d, noisy(joint_law(n, d), 0.02, seed), fixed={"E": 0.5}, n_starts=12)
+    assert fit.alpha == pytest.approx(0.3, abs=0.05)
+    assert fit.beta == pytest.approx(0.35, abs=0.05)
+    assert fit.E == pytest.approx(0.5) and fit.fixed == {"E": 0.5}
+    with pytest.raises(ScalingFitError, match=r"parameters are \['A', 'B', 'E', 'alpha', 'beta'\]"):
+        fit_joint(n, d, joint_law(n, d), fixed={"gamma": 1.0})
+
+
+# The README's demo sweep as measured (4 CLIP sizes x 3 training subsets, 300 steps each):
+# zero-shot AUROC barely moves with data, so the joint law's d term is not determined.
+DEMO_N = np.repeat([85250, 244226, 700418, 1179650], 3).astype(float)
+DEMO_D = np.tile([1880, 5668, 18952], 4).astype(float)
+DEMO_AUROC = np.array([0.736, 0.738, 0.728, 0.736, 0.749, 0.754,
+                       0.776, 0.767, 0.774, 0.759, 0.762, 0.771])
+
+
+def test_a_fit_whose_exponent_runs_off_is_refused_and_fixing_E_fits_it() -> None:
+    """A bootstrap resample of the demo sweep on which beta runs off to ~1000, so that B overflows
+    float64 (the fit used to return B = inf): refused, saying which term diverged and how to fix
+    a parameter; with E fixed at 0 the same points fit to finite numbers."""
+    rows = [0, 1, 1, 2, 2, 3, 3, 3, 4, 6, 8, 11]
+    args = DEMO_N[rows], DEMO_D[rows], DEMO_AUROC[rows]
+    with pytest.raises(ScalingFitError, match=r"diverged: beta ran to .*\(B overflows float64\).*fixed="):
+        fit_joint(*args, increasing_metric=True, n_starts=2)
+    fit = fit_joint(*args, increasing_metric=True, n_starts=2, fixed={"E": 0.0})
+    assert np.all(np.isfinite(list(fit.params().values())))
+    assert np.all(np.isfinite(fit.predict(np.array([1e7]), np.array([2e5]))))
 
 
 # ---------------------------------------------------------------------------------- IsoFLOP
@@ -160,6 +246,25 @@ def test_isoflop_recovers_the_compute_optimal_exponents(seed: int) -> None:
         assert budget.in_range
         # D* follows from C = 6 N* D* because the runs satisfy it exactly.
         assert 6 * budget.n_opt * budget.d_opt == pytest.approx(budget.budget, rel=1e-9)
+
+
+def test_isoflop_flags_an_optimum_outside_the_sampled_sizes() -> None:
+    """The largest budget's nine sizes moved 300x smaller (noiseless), all below its optimum: its
+    parabola's minimum lies beyond the largest size trained. It is still fitted, but flagged (in_range
+    False, listed in ``extrapolated``) and warned about; the other budgets are not."""
+    flops, n, d, loss = chinchilla_isoflop(0)
+    top = flops == flops.max()
+    n[top] /= 300
+    d[top] = flops[top] / (6 * n[top])
+    c = CHINCHILLA
+    loss[top] = c["E"] + c["A"] * n[top] ** -c["alpha"] + c["B"] * d[top] ** -c["beta"]
+    with pytest.warns(UserWarning, match=r"1 of 5 budgets .* 1e\+22") as caught:
+        result = isoflop_optimum(flops, n, d, loss)
+    assert result.extrapolated == (pytest.approx(1e22),)
+    assert issubclass(caught[0].category, sf.ExtrapolationWarning)
+    assert [b.in_range for b in result.budgets] == [True, True, True, True, False]
+    outside = result.budgets[-1]
+    assert outside.n_opt > outside.params.max()
 
 
 def test_isoflop_maximises_an_increasing_metric() -> None:
@@ -210,6 +315,43 @@ def test_bootstrap_intervals_widen_with_noise() -> None:
         boot = bootstrap(refit, x, noisy(law(x), noise, 3), n_boot=60)
         widths.append(boot["alpha"][1] - boot["alpha"][0])
     assert widths[1] > 2 * widths[0]
+
+
+def test_bootstrap_counts_resamples_that_cannot_be_fitted() -> None:
+    """The demo sweep, 40 resamples: a few leave too few distinct points and some drive an
+    exponent to hundreds (which used to put B = inf into the refits, so an infinite interval for
+    B and a NaN extrapolation band). Every interval and the band are now finite, and the failed
+    resamples are counted (each was drawn again: 40 refits remain)."""
+    failures = []
+
+    def refit(n, d, y):
+        try:
+            return fit_joint(n, d, y, increasing_metric=True, n_starts=2)
+        except ScalingFitError as error:
+            failures.append(str(error))
+            raise
+
+    boot = bootstrap(refit, DEMO_N, DEMO_D, DEMO_AUROC, n_boot=40, ci=0.95, seed=1)
+    assert np.all(np.isfinite(list(boot.values())))
+    fit = fit_joint(DEMO_N, DEMO_D, DEMO_AUROC, increasing_metric=True, n_starts=16)
+    band = extrapolate(fit, (np.array([1e7]), np.array([2e5])), boot)
+    assert np.all(np.isfinite(band))
+    assert band[1][0] <= band[0][0] <= band[2][0]
+    assert boot.failed == len(failures) > 0 and len(boot.fits) == 40
+    assert any("diverged" in failure for failure in failures)
+    assert boot.last_failure == failures[-1]
+    assert f"{len(failures)} of {40 + len(failures)} resamples" in boot.failure_note()
+
+
+def test_bootstrap_gives_no_interval_to_a_fixed_parameter() -> None:
+    x = np.logspace(5, 9, 30)
+    refit = functools.partial(fit_power_law, fixed={"E": 0.1}, n_starts=2)
+    boot = bootstrap(refit, x, noisy(law(x), 0.02, 0), n_boot=30)
+    assert set(boot) == {"A", "alpha"} and boot.fixed == {"E": 0.1}
+    assert boot["alpha"][0] <= 0.3 <= boot["alpha"][1]
+    with pytest.raises(KeyError, match="fixed at 0.1"):
+        boot["E"]
+    assert boot.failed == 0 and boot.failure_note() == ""
 
 
 def test_extrapolation_band_contains_the_truth_and_grows_beyond_the_data() -> None:

@@ -93,14 +93,17 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def run_notebook(table: Path, out: Path, metric: str, monkeypatch: pytest.MonkeyPatch,
-                 direction: str | None = None) -> dict:
+                 direction: str | None = None, fixed: str | None = None) -> dict:
     monkeypatch.setenv("RADFM_SWEEP_TABLE", str(table))
     monkeypatch.setenv("RADFM_SCALING_OUT", str(out))
     monkeypatch.setenv("RADFM_SCALING_METRIC", metric)
-    if direction is None:
-        monkeypatch.delenv("RADFM_SCALING_DIRECTION", raising=False)
-    else:
-        monkeypatch.setenv("RADFM_SCALING_DIRECTION", direction)
+    for name in ("RADFM_SCALING_N_BOOT", "RADFM_SCALING_CI"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("RADFM_SCALING_DIRECTION", direction), ("RADFM_SCALING_FIXED", fixed)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
         notebook, timeout=120, kernel_name="python3",
@@ -129,6 +132,8 @@ def test_notebook_recovers_the_example_law(tmp_path: Path, monkeypatch: pytest.M
     lo, hi = fits["joint"]["intervals"]["alpha"]
     assert lo <= fits["joint"]["alpha"] <= hi
     assert fits["isoflop"]["n_exponent"] == pytest.approx(optimal_params_exponent(LOSS_LAW), abs=0.05)
+    assert fits["isoflop"]["extrapolated_budgets"] == []  # sizes were chosen around each optimum
+    assert fits["joint"]["fixed"] == {} and isinstance(fits["joint"]["bootstrap_failed"], int)
     assert fits["isoflop"]["d_exponent"] == pytest.approx(1 - optimal_params_exponent(LOSS_LAW), abs=0.05)
     for name in ("compute_frontier", "isoflop", "joint_residuals", "params_residuals"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
@@ -160,6 +165,42 @@ def test_notebook_on_a_factorial_auroc_sweep(tmp_path: Path, monkeypatch: pytest
     prediction = fits["extrapolation"]
     assert prediction["low"] <= prediction["prediction"] <= prediction["high"]
     assert 0 < prediction["prediction"] < 1 and math.isfinite(prediction["high"])
+
+
+def make_extrapolated_rows() -> list[dict]:
+    """The example table with the largest budget (1e16) retrained at the zoo's 7 smallest sizes,
+    all below its compute-optimal size, so that its IsoFLOP optimum lies beyond them."""
+    rng = np.random.default_rng(2)
+    rows = [row for row in make_isoflop_rows() if not row["point"].startswith("c4_")]
+    for s, size in enumerate(np.logspace(5.5, 8.5, 13)[:7]):
+        params = int(size)
+        steps = round(1e16 / (6 * params * TOKENS_PER_STUDY * BATCH))
+        rows.append(_row(f"c4_n{s}", params, steps, rng, 0.01))
+    return rows
+
+
+def test_notebook_with_E_fixed_and_an_extrapolated_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RADFM_SCALING_FIXED=E=0.8 (the law's floor) holds E in the joint fit: reported as fixed,
+    without an interval, and alpha, beta still within 0.1 of the law. The budget trained only
+    below its optimum is listed as extrapolated in fits.json and in the IsoFLOP figure's numbers."""
+    write_csv(make_extrapolated_rows(), tmp_path / "sweep.csv")
+    out = tmp_path / "figures"
+    fits = run_notebook(tmp_path / "sweep.csv", out, "loss", monkeypatch, "decreasing", fixed="E=0.8")
+    joint = fits["joint"]
+    assert joint["fixed"] == {"E": 0.8} and joint["E"] == pytest.approx(0.8)
+    assert set(joint["intervals"]) == {"A", "alpha", "B", "beta"}
+    assert joint["alpha"] == pytest.approx(LOSS_LAW["alpha"], abs=0.1)
+    assert joint["beta"] == pytest.approx(LOSS_LAW["beta"], abs=0.1)
+    assert fits["isoflop"]["extrapolated_budgets"] == [pytest.approx(1e16, rel=0.05)]
+    # Best loss per data size is U-shaped here (the largest data sizes belong to the smallest
+    # models): that envelope is refused and reported, the others are fitted.
+    assert "does not fall" in fits["power_laws"]["data_size"]["skipped"]
+    assert fits["power_laws"]["params"]["kind"] == "PowerLawFit"
+    isoflop = json.loads((out / "isoflop.json").read_text())
+    assert [b["in_range"] for b in isoflop["budgets"]] == [True, True, True, True, False]
+    assert isoflop["fit"]["extrapolated"] == fits["isoflop"]["extrapolated_budgets"]
 
 
 def test_notebook_asks_for_the_metrics_direction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,8 @@ def test_compute_frontier(tmp_path: Path) -> None:
     assert len(figure.axes[0].lines) == len(SIZES) + 1
     numbers = read(tmp_path, "frontier")
     assert numbers["fit"] == {"kind": "PowerLawFit", "E": fit.E, "A": fit.A, "alpha": fit.alpha,
-                              "transform": "identity", "loss": fit.loss}
+                              "log_E": fit.log_E, "log_A": fit.log_A, "transform": "identity",
+                              "loss": fit.loss, "fixed": {}}
     assert [c["params"] for c in numbers["curves"]] == SIZES.tolist()
     smallest = numbers["curves"][0]
     assert smallest["flops"] == sorted(flops[n == SIZES[0]].tolist())
@@ -51,22 +52,29 @@ def test_compute_frontier(tmp_path: Path) -> None:
 
 
 def test_isoflop(tmp_path: Path) -> None:
+    """Sizes spanning two decades around sqrt(C / 6), near the optimum, except at the largest
+    budget, trained only 30x below it: that optimum is extrapolated, and the figure says so."""
     flops, n, d = [], [], []
     for budget in (1e15, 1e16, 1e17):
-        sizes = np.sqrt(budget / 6) / 30 * np.logspace(-1, 1, 5)
+        sizes = np.sqrt(budget / 6) * np.logspace(-1, 1, 5) / (30 if budget == 1e17 else 1)
         flops += [budget] * 5
         n += list(sizes)
         d += list(budget / (6 * sizes))
     flops, n, d = map(np.array, (flops, n, d))
-    result = isoflop_optimum(flops, n, d, 0.5 + 40 * n**-0.3 + 15 * d**-0.35)
+    with pytest.warns(UserWarning, match="1 of 3 budgets"):
+        result = isoflop_optimum(flops, n, d, 0.5 + 40 * n**-0.3 + 15 * d**-0.35)
     figure = save_isoflop(tmp_path, "isoflop", result, metric_name="loss")
     left, right = figure.axes
     assert len(left.lines) == 3  # one parabola per budget
+    assert [text.get_text() for text in left.get_legend().get_texts()] == [
+        "C=1e+15", "C=1e+16", "C=1e+17 (N* extrapolated)"]
     assert len(right.lines) == 2  # N* and D* power laws
     numbers = read(tmp_path, "isoflop")
     assert numbers["fit"]["n_exponent"] == result.n_exponent
     assert numbers["fit"]["d_exponent"] == result.d_exponent
     assert [b["budget"] for b in numbers["budgets"]] == pytest.approx([1e15, 1e16, 1e17])
+    assert [b["in_range"] for b in numbers["budgets"]] == [True, True, False]
+    assert numbers["fit"]["extrapolated"] == pytest.approx([1e17])
     first = numbers["budgets"][0]
     assert first["params"] == n[:5].tolist()
     assert first["n_opt"] == result.budgets[0].n_opt

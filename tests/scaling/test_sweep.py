@@ -154,6 +154,23 @@ def test_demo_specs_load():
     assert len(iso.points) == 9 and len(budgets) == 3
 
 
+def test_exponents_spec_spans_the_ranges_it_promises():
+    """5 model sizes over >= 1.5 decades of parameters x 5 nested subsets over >= 1.2 decades of
+    patients; every point trains the same number of epochs of its subset (steps proportional to
+    patients), warms up for a tenth of its steps and is evaluated once, at its end, on the whole
+    test split."""
+    sweep = load_sweep("experiments/scaling/synthetic_cxr_exponents.py")
+    params = sorted({p.params for p in sweep.points})
+    patients = sorted({p.data_size or 10_547 for p in sweep.points})
+    assert len(sweep.points) == 25 and len(params) == 5 and len(patients) == 5
+    assert np.log10(params[-1] / params[0]) >= 1.5 and np.log10(patients[-1] / patients[0]) >= 1.2
+    steps_per_patient = [p.steps / (p.data_size or 10_547) for p in sweep.points]
+    assert max(steps_per_patient) / min(steps_per_patient) < 1.01
+    for p in sweep.points:
+        assert p.config.eval_every == p.steps == p.config.checkpoint_every
+        assert p.config.optim.warmup_steps == p.steps // 10 and p.config.eval.max_examples == 0
+
+
 def _tpu_vm_parser():
     spec = importlib.util.spec_from_file_location("tpu_vm", Path("tpu/tpu_vm.py"))
     module = importlib.util.module_from_spec(spec)

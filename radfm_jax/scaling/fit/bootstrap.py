@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 
 from radfm_jax.scaling.fit.inputs import ArrayLike, ScalingFitError
+from radfm_jax.scaling.fit.isoflop import ExtrapolationWarning
 from radfm_jax.scaling.fit.joint import JointFit
 from radfm_jax.scaling.fit.power_law import PowerLawFit
 
@@ -19,14 +21,21 @@ class Fitted(Protocol):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class BootstrapResult(Mapping[str, tuple[float, float]]):
-    """Percentile intervals {parameter: (low, high)}; ``fits`` keeps every refit for prediction
-    intervals (``extrapolate``)."""
+    """Percentile intervals {fitted parameter: (low, high)}. Parameters the fits held fixed have
+    no interval: they are in ``fixed`` instead. ``failed`` resamples could not be fitted and were
+    drawn again (``last_failure`` says why the last one could not); ``fits`` keeps the
+    ``n_boot`` refits for prediction intervals (``extrapolate``)."""
 
     intervals: dict[str, tuple[float, float]]
     fits: tuple[Any, ...]
     ci: float
+    failed: int = 0
+    last_failure: str = ""
+    fixed: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> tuple[float, float]:
+        if name in self.fixed:
+            raise KeyError(f"{name} was fixed at {self.fixed[name]:.6g}, not fitted: it has no interval")
         return self.intervals[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -35,9 +44,30 @@ class BootstrapResult(Mapping[str, tuple[float, float]]):
     def __len__(self) -> int:
         return len(self.intervals)
 
+    def failure_note(self) -> str:
+        """One line on the failed resamples, for printing beside the intervals ("" if none)."""
+        if not self.failed:
+            return ""
+        share = self.failed / (self.failed + len(self.fits))
+        return (f"{self.failed} of {self.failed + len(self.fits)} resamples ({share:.0%}) could not "
+                f"be fitted and were drawn again; last: {self.last_failure}")
+
 
 def _quantiles(ci: float) -> tuple[float, float]:
     return (1.0 - ci) / 2.0, (1.0 + ci) / 2.0
+
+
+def _refit(fit_fn: Callable[..., Fitted], columns: list[np.ndarray]) -> Fitted:
+    """One refit; a ScalingFitError when the resample cannot be fitted or its fit is not finite."""
+    with warnings.catch_warnings():
+        # A refit's extrapolated IsoFLOP optimum is the resample's business; the fit of the
+        # data itself warns.
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        fit = fit_fn(*columns)
+    bad = sorted(name for name, value in fit.params().items() if not np.isfinite(value))
+    if bad:
+        raise ScalingFitError(f"the refit's {bad} are not finite")
+    return fit
 
 
 def bootstrap(
@@ -48,10 +78,12 @@ def bootstrap(
     ci: float = 0.95,
 ) -> BootstrapResult:
     """Resample the sweep points with replacement, refit with ``fit_fn(*resampled_arrays)``, and
-    return percentile intervals of every entry of ``fit.params()`` (exponents included).
+    return percentile intervals of every fitted entry of ``fit.params()`` (exponents included;
+    parameters a fit holds fixed, its ``fixed``, get none).
 
-    Resamples the fit rejects (e.g. too few distinct points left) are drawn again; if more than
-    ``n_boot`` are rejected the data set is too small to bootstrap and an error is raised.
+    Resamples that cannot be fitted (the fit raises ScalingFitError: too few distinct points
+    left, no falling trend, a diverged fit) are counted in ``failed`` and drawn again; if more
+    than ``n_boot`` fail the data set is too small to bootstrap and an error is raised.
     """
     if not 0.0 < ci < 1.0:
         raise ScalingFitError(f"ci must be in (0, 1), got {ci}")
@@ -63,18 +95,19 @@ def bootstrap(
     n_points = len(columns[0])
     rng = np.random.default_rng(seed)
     fits: list[Fitted] = []
-    rejected = 0
+    failed, last_failure = 0, ""
     while len(fits) < n_boot:
         rows = rng.integers(0, n_points, size=n_points)
         try:
-            fits.append(fit_fn(*(column[rows] for column in columns)))
+            fits.append(_refit(fit_fn, [column[rows] for column in columns]))
         except ScalingFitError as error:
-            rejected += 1
-            if rejected > n_boot:
+            failed, last_failure = failed + 1, str(error)
+            if failed > n_boot:
                 raise ScalingFitError(
-                    f"{rejected} bootstrap resamples of {n_points} points could not be fitted "
+                    f"{failed} bootstrap resamples of {n_points} points could not be fitted "
                     f"(last: {error}); add sweep points"
                 ) from error
+    fixed = dict(getattr(fits[0], "fixed", {}))
     samples = [fit.params() for fit in fits]
     low, high = _quantiles(ci)
     intervals = {
@@ -83,8 +116,12 @@ def bootstrap(
             float(np.quantile([s[name] for s in samples], high)),
         )
         for name in samples[0]
+        if name not in fixed
     }
-    return BootstrapResult(intervals=intervals, fits=tuple(fits), ci=ci)
+    return BootstrapResult(
+        intervals=intervals, fits=tuple(fits), ci=ci, failed=failed, last_failure=last_failure,
+        fixed=fixed,
+    )
 
 
 def extrapolate(

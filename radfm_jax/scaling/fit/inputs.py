@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -51,12 +51,16 @@ def same_length(**arrays: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
-def require_points(n_distinct: int, n_params: int, what: str) -> None:
-    """Refuse a law with at least as many parameters as distinct points."""
+def require_points(
+    n_distinct: int, n_params: int, what: str, fixed: Mapping[str, float] | None = None
+) -> None:
+    """Refuse a law with at least as many free parameters as distinct points."""
     if n_distinct < n_params + 1:
+        held = f" ({', '.join(sorted(fixed))} fixed)" if fixed else ""
+        remedy = "add sweep points" + ("" if fixed else " or fix a parameter (e.g. fixed={'E': 0.0})")
         raise ScalingFitError(
-            f"{what} has {n_params} parameters and needs at least {n_params + 1} distinct "
-            f"points, got {n_distinct}; add sweep points"
+            f"{what} has {n_params} free parameters{held} and needs at least {n_params + 1} "
+            f"distinct points, got {n_distinct}; {remedy}"
         )
 
 

@@ -4,6 +4,7 @@ per FLOPs budget, and the power laws N*(C) and D*(C) through them."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -14,6 +15,10 @@ from radfm_jax.scaling.fit.inputs import (
     positive_column,
     same_length,
 )
+
+
+class ExtrapolationWarning(UserWarning):
+    """A compute-optimal size read off a parabola outside the model sizes that were trained."""
 
 
 def group_budgets(flops: ArrayLike, rtol: float = 0.05) -> np.ndarray:
@@ -58,6 +63,11 @@ class IsoFlopResult:
     d_coef: float
     increasing_metric: bool
 
+    @property
+    def extrapolated(self) -> tuple[float, ...]:
+        """The budgets whose N* lies outside their sampled model sizes (``in_range`` False)."""
+        return tuple(b.budget for b in self.budgets if not b.in_range)
+
     def predict_n_opt(self, flops: ArrayLike) -> np.ndarray:
         return self.n_coef * np.asarray(flops, np.float64) ** self.n_exponent
 
@@ -95,6 +105,21 @@ def _budget_optimum(
     )
 
 
+def _warn_extrapolated(budgets: list[IsoFlopBudget]) -> None:
+    outside = [b for b in budgets if not b.in_range]
+    if outside:
+        shown = ", ".join(
+            f"{b.budget:.3g} (N* {b.n_opt:.3g}, sizes {b.params.min():.3g}-{b.params.max():.3g})"
+            for b in outside
+        )
+        warnings.warn(
+            f"IsoFLOP: the optimum of {len(outside)} of {len(budgets)} budgets lies outside the "
+            f"model sizes trained at it, so N* is extrapolated from its parabola: {shown}; train "
+            "sizes beyond that end (see IsoFlopResult.extrapolated)",
+            ExtrapolationWarning, stacklevel=3,
+        )
+
+
 def isoflop_optimum(
     flops: ArrayLike,
     params: ArrayLike,
@@ -110,7 +135,9 @@ def isoflop_optimum(
     fitted to the metric and its minimum (a loss) or maximum (``increasing_metric``) is N*. D*
     is read from the budget's runs at N* (see ``_budget_optimum``). Budgets with fewer than three
     model sizes or without an optimum are skipped (reasons in ``skipped``); at least two must
-    remain. Finally ln N* = ln k + a ln C and ln D* = ln k' + b ln C by least squares.
+    remain. Finally ln N* = ln k + a ln C and ln D* = ln k' + b ln C by least squares. A budget
+    whose N* lies outside its trained sizes is kept but flagged (``in_range`` False, listed in
+    ``extrapolated``) with an ExtrapolationWarning.
     """
     compute, sizes = positive_column("flops", flops), positive_column("params", params)
     seen, values = positive_column("examples", examples), finite_column("metric", metric)
@@ -130,6 +157,7 @@ def isoflop_optimum(
             f"found {len(budgets)}" + "".join(f"; {reason}" for reason in skipped[:3])
             + (f"; and {len(skipped) - 3} more budgets skipped" if len(skipped) > 3 else "")
         )
+    _warn_extrapolated(budgets)
     log_c = np.log([b.budget for b in budgets])
     n_exponent, log_n_coef = np.polyfit(log_c, np.log([b.n_opt for b in budgets]), 1)
     d_exponent, log_d_coef = np.polyfit(log_c, np.log([b.d_opt for b in budgets]), 1)
