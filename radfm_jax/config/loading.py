@@ -4,30 +4,62 @@ from __future__ import annotations
 
 import inspect
 import runpy
+import traceback
 from pathlib import Path
+from typing import Any
 
 from radfm_jax.config.overrides import apply_overrides
+from radfm_jax.config.ranges import check_ranges
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
 
 
 def call_spec_file(spec: str, function: str, result_type: type, kind: str, example: str):
     """`path.py[:arg]` -> the file's `function(arg)`, checked to return a `result_type`; every
-    problem (missing file or function, unknown variant, wrong type) is one ConfigError."""
+    problem (missing file or function, a syntax error or exception in the file, an unknown
+    variant, wrong type) is one ConfigError, naming the file's line for an error raised in it."""
     path_text, _, arg = spec.partition(":")
     path = Path(path_text)
     if not path.is_file():
         raise ConfigError(f"{kind} file '{path}' not found; pass e.g. {example}")
-    fn = runpy.run_path(str(path)).get(function)
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as err:  # a syntax error, a failed import, any error at the top level
+        raise file_error(path, err) from err
+    fn = namespace.get(function)
     if fn is None:
         raise ConfigError(f"'{path}' defines no {function}(arg: str = '') function")
     try:
         result = fn(arg) if inspect.signature(fn).parameters else fn()
-    except ValueError as err:  # e.g. an unknown variant after ':'
-        raise ConfigError(f"{function}({arg!r}) in '{path}' failed: {err}") from None
+    except Exception as err:  # e.g. an unknown variant after ':', a NameError, a misspelt key
+        raise file_error(path, err) from err
     if not isinstance(result, result_type):
         raise ConfigError(f"{function} in '{path}' must return a {result_type.__name__}, got {type(result).__name__}")
     return result
+
+
+def file_error(path: Path, err: BaseException) -> ConfigError:
+    """One line for an error raised while running the file `path`: "path, line N: Type: message",
+    N the line of `path` it came from (the innermost, when `path` calls code that raised); a
+    ConfigError (already a user-facing message) keeps its class and reads "path, line N: message"."""
+    if isinstance(err, SyntaxError) and _same_file(err.filename, path):
+        line, message = err.lineno, err.msg
+    else:
+        lines = [lineno for frame, lineno in traceback.walk_tb(err.__traceback__)
+                 if _same_file(frame.f_code.co_filename, path)]
+        line, message = (lines[-1] if lines else None), str(err)
+    message = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    where = f"{path}, line {line}" if line else str(path)
+    if isinstance(err, ConfigError):
+        return type(err)(f"{where}: {message}")
+    return ConfigError(f"{where}: {type(err).__name__}" + (f": {message}" if message else ""))
+
+
+def _same_file(filename: Any, path: Path) -> bool:
+    try:
+        return bool(filename) and Path(filename).resolve() == path.resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -39,30 +71,17 @@ def load_experiment(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> E
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Cross-field checks a single field's type cannot express: the experiment's own, the data
-    set's name (data/builders/registry.py), each tower's (models/towers.py) and the
-    objective's (objectives/__init__.py)."""
+    """Every numeric field's declared range (NaN and inf refused), then checks a single field
+    cannot express: the experiment's own, the data set's name (data/builders/registry.py), each
+    tower's (models/towers.py) and the objective's (objectives/__init__.py)."""
     from radfm_jax.data.builders.registry import builder_class
     from radfm_jax.models.towers import IMAGE_TOWERS, PIXEL_DECODERS, REPORT_DECODERS, TEXT_TOWERS
     from radfm_jax.objectives import OBJECTIVES
     from radfm_jax.objectives.base import image_shape
 
-    positive = {
-        "total_steps": config.total_steps,
-        "batch_size": config.batch_size,
-        "log_every": config.log_every,
-        "checkpoint_every": config.checkpoint_every,
-        "keep_checkpoints": config.keep_checkpoints,
-        "eval.batch_size": config.eval.batch_size,
-        "data.max_text_len": config.data.max_text_len,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"'{key}' must be positive, got {value}")
-    if config.eval_every < 0:
-        raise ConfigError(f"'eval_every' must be >= 0 (0 = no evaluation), got {config.eval_every}")
+    check_ranges(config)  # every numeric field against the range it declares (config/ranges.py)
     sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
-    if sum(size == -1 for size in sizes) > 1 or any(size == 0 or size < -1 for size in sizes):
+    if sum(size == -1 for size in sizes) > 1:
         raise ConfigError(f"mesh sizes {sizes}: use positive sizes and at most one -1")
     builder_class(config.data.name)  # a registered data set
     if config.eval.prompt_sets:

@@ -5,6 +5,10 @@ Objectives and towers are plug-ins: each declares its own config dataclass in it
 `name`. A field typed with such a base holds whichever subclass the explicit mapping
 (objectives/__init__.py OBJECTIVES, models/towers.py) lists under that name; `choices()` points
 the override parser and the JSON loader at that mapping.
+
+Every numeric field declares its allowed range as its default (config/ranges.py: `positive`,
+`non_negative`, `fraction`, `finite`, `ranged`), checked for every field when a config is loaded;
+plug-in configs declare theirs the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from typing import Literal
+
+from radfm_jax.config.ranges import finite, fraction, non_negative, positive, ranged
 
 
 class Choice:
@@ -99,33 +105,33 @@ class DataConfig:
     windows: tuple[str, ...] = ()
     resize: Literal["pad", "crop"] = "pad"
     # Seed of the patient-level split for data sets without an official one.
-    split_seed: int = 0
+    split_seed: int = non_negative(0)
     # Scaling sweeps: train on the studies of this many patients only (0 = all): the first of a
     # permutation of the training split's patients seeded by subset_seed, so subsets nest.
-    train_patients: int = 0
+    train_patients: int = non_negative(0, "0 = all")
     # Label-efficiency studies: train on this fraction of the training split's patients (1 = all),
     # the first of the same seeded permutation, so 1 % of patients lies inside 10 %.
-    train_fraction: float = 1.0
-    subset_seed: int = 0  # the permutation's seed (the data set's split stays split_seed's)
+    train_fraction: float = ranged(1.0, gt=0, le=1)
+    subset_seed: int = non_negative(0)  # the permutation's seed (the data set's split stays split_seed's)
     # Builder settings (synthetic data sets only): size and rendering of the generated studies.
-    num_train: int = 20_000
-    num_val: int = 1_000
-    num_test: int = 2_000
-    image_size: int = 64
-    build_seed: int = 0
+    num_train: int = non_negative(20_000)
+    num_val: int = non_negative(1_000)
+    num_test: int = non_negative(2_000)
+    image_size: int = positive(64)
+    build_seed: int = non_negative(0)
     # synthetic_cxr only: a known subgroup shift for testing subgroup analyses; "sex" renders
     # the findings of female patients' studies more subtly (off by default).
     subgroup_shift: Literal["none", "sex"] = "none"
     # Model-input settings.
-    input_size: int = 64  # images are resized to input_size x input_size
-    max_text_len: int = 64
-    vocab_size: int = 1024
+    input_size: int = positive(64)  # images are resized to input_size x input_size
+    max_text_len: int = positive(64)
+    vocab_size: int = positive(1024)
     augment: bool = True
     # Probability that a training report is replaced by a random subset of its sentences, so
     # the text tower also learns short, prompt-like texts (zero-shot prompts are one sentence).
-    report_sentence_sampling: float = 0.0
-    worker_count: int = 0  # Grain worker processes; 0 reads in the main process
-    prefetch_batches: int = 2  # batches placed on devices ahead of the step
+    report_sentence_sampling: float = fraction(0.0)
+    worker_count: int = non_negative(0)  # Grain worker processes; 0 reads in the main process
+    prefetch_batches: int = non_negative(2)  # batches placed on devices ahead of the step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,38 +143,38 @@ class ModelConfig:
     text: TextTowerConfig = _default(TextTowerConfig, "transformer")  # contrastive text tower
     decoder: ReportDecoderConfig = _default(ReportDecoderConfig, "transformer")  # caption, coca
     mae_decoder: MaeDecoderConfig = _default(MaeDecoderConfig, "transformer")  # mae
-    embed_dim: int = 128
+    embed_dim: int = positive(128)
     scan_layers: bool = True
     # What each transformer block keeps for the backward pass (models/layers.py REMAT_POLICIES):
     # none | full | dots | dots_no_batch | save_qkv_proj.
     remat: Literal["none", "full", "dots", "dots_no_batch", "save_qkv_proj"] = "none"
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    init_temperature: float = 10.0  # logit scale = init_temperature at start (CLIP: 1/0.07)
-    init_bias: float = -10.0  # sigmoid-loss bias (SigLIP)
+    init_temperature: float = positive(10.0)  # logit scale = init_temperature at start (CLIP: 1/0.07)
+    init_bias: float = finite(-10.0)  # sigmoid-loss bias (SigLIP)
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    learning_rate: float = 1e-3
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.0  # cosine decays to learning_rate * min_lr_ratio
-    weight_decay: float = 0.05
-    b1: float = 0.9
-    b2: float = 0.98
-    grad_clip_norm: float = 1.0
+    learning_rate: float = positive(1e-3)
+    warmup_steps: int = non_negative(200)
+    min_lr_ratio: float = fraction(0.0)  # cosine decays to learning_rate * min_lr_ratio
+    weight_decay: float = non_negative(0.05)
+    b1: float = ranged(0.9, ge=0, lt=1)
+    b2: float = ranged(0.98, ge=0, lt=1)
+    grad_clip_norm: float = positive(1.0)
     # Microbatches per step: the global batch is processed in this many slices inside one
     # jitted step. Exact for every objective: contrastive ones use GradCache (embed all, loss
     # on the full batch, re-run each slice's backward), per-example ones average gradients.
-    grad_accum_steps: int = 1
+    grad_accum_steps: int = positive(1)
 
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
     """Device mesh axis sizes; -1 takes the remaining devices (at most one axis may)."""
 
-    data: int = -1
-    fsdp: int = 1
-    tensor: int = 1
+    data: int = ranged(-1, gt=0, also=(-1,), note="-1 = the remaining devices")
+    fsdp: int = ranged(1, gt=0, also=(-1,), note="-1 = the remaining devices")
+    tensor: int = ranged(1, gt=0, also=(-1,), note="-1 = the remaining devices")
     rules: Literal["dp", "fsdp", "fsdp_tp"] = "fsdp"
 
 
@@ -178,41 +184,41 @@ class GenerateConfig:
     generation evaluator."""
 
     method: Literal["greedy", "beam", "sample"] = "greedy"
-    beam_size: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    length_penalty: float = 0.0
-    max_examples: int = 500  # reports generated per evaluation (0 = the whole split)
-    memorisation_ngram: int = 8  # the audit's shared n-gram length
+    beam_size: int = positive(4)
+    temperature: float = positive(1.0)
+    top_p: float = ranged(1.0, gt=0, le=1)
+    length_penalty: float = finite(0.0)
+    max_examples: int = non_negative(500, "0 = the whole split")  # reports generated per evaluation
+    memorisation_ngram: int = positive(8)  # the audit's shared n-gram length
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    batch_size: int = 256
+    batch_size: int = positive(256)
     split: str = "test"
-    max_examples: int = 0  # 0 = the whole split
+    max_examples: int = non_negative(0, "0 = the whole split")
     # CheXzero-style prompts: {finding} is replaced by each finding's phrase.
     positive_templates: tuple[str, ...] = ("{finding}.",)
     negative_templates: tuple[str, ...] = ("no {finding}.", "there is no {finding}.")
-    recall_ks: tuple[int, ...] = (1, 5, 10)
+    recall_ks: tuple[int, ...] = positive((1, 5, 10))
     # Which evaluators run; empty = the objective's own (contrastive: zeroshot_retrieval;
     # mae: linear_probe; caption: generation; coca: zeroshot_retrieval and generation;
     # classify: classification). zeroshot_prompts is added whenever prompt_sets is set.
     evaluators: tuple[Literal["zeroshot_retrieval", "linear_probe", "generation", "classification",
                               "robustness", "zeroshot_prompts"], ...] = ()
-    probe_train_examples: int = 5000  # training-split rows the linear probe is fitted on
+    probe_train_examples: int = non_negative(5000, "0 = the whole split")  # training-split rows the linear probe is fitted on
     generate: GenerateConfig = GenerateConfig()
     # 95 % intervals of AUROC / AUPRC (zero-shot, probe, classification) from this many
     # patient-level bootstrap resamples of the evaluated split (0 = point estimates only).
-    bootstrap: int = 0
+    bootstrap: int = non_negative(0, "0 = point estimates only")
     # The operating point, chosen on the val split and applied to the evaluated one: "youden",
     # "fpr:<x>" (most sensitive with FPR <= x) or "sensitivity:<x>".
     operating_point: str = "youden"
-    calibration_bins: int = 15
+    calibration_bins: int = positive(15)
     # Subgroup analysis (classification): attributes to compare (sex, age, view) at one
     # threshold per finding chosen on val at this false-positive rate (Glocker et al.).
     subgroups: tuple[Literal["sex", "age", "view"], ...] = ("sex", "age", "view")
-    subgroup_fpr: float = 0.2
+    subgroup_fpr: float = fraction(0.2)
     # Robustness: acquisition shifts (evals/perturbations.py: resolution, gamma, contrast,
     # noise, jpeg, rotate), each at severities 1-3.
     perturbations: tuple[str, ...] = ()
@@ -227,19 +233,19 @@ class InitConfig:
     the tower the `workdir`'s objective trained, at `step` (0 = its latest checkpoint)."""
 
     workdir: str = ""
-    step: int = 0
+    step: int = non_negative(0, "0 = the latest checkpoint")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
-    seed: int = 0
-    total_steps: int = 1000
-    batch_size: int = 128  # global batch, over all processes and devices
-    log_every: int = 50
-    eval_every: int = 0  # 0 = no evaluation during or after training
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
+    seed: int = non_negative(0)
+    total_steps: int = positive(1000)
+    batch_size: int = positive(128)  # global batch, over all processes and devices
+    log_every: int = positive(50)
+    eval_every: int = non_negative(0, "0 = no evaluation")  # during or after training
+    checkpoint_every: int = positive(500)
+    keep_checkpoints: int = positive(3)
     data: DataConfig = DataConfig()
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     objective: ObjectiveConfig = _default(ObjectiveConfig, "clip")

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from radfm_jax.config.ranges import non_negative, positive
 from radfm_jax.config.schema import ReportDecoderConfig
 from radfm_jax.errors import ConfigError
 from radfm_jax.models.costs import BlockStack, TowerCosts, block_params
@@ -45,11 +46,11 @@ class TextDecoderConfig(ReportDecoderConfig):
     text encoder), then blocks that also cross-attend to the image tokens."""
 
     name: Literal["transformer"] = dataclasses.field(default="transformer", init=False)
-    width: int = 128
-    depth: int = 2
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    unimodal_depth: int = 0
+    width: int = positive(128)
+    depth: int = positive(2)
+    heads: int = positive(4)
+    mlp_ratio: float = positive(4.0)
+    unimodal_depth: int = non_negative(0)  # at most depth (checked with the tower)
 
 
 def decoder_inputs(tokens: jax.Array) -> jax.Array:

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from radfm_jax.config.ranges import positive
 from radfm_jax.config.schema import MaeDecoderConfig
 from radfm_jax.models.costs import BlockStack, TowerCosts, block_params
 from radfm_jax.models.layers import Dtype, Transformer, check_heads, dense, layer_norm, param
@@ -20,10 +21,10 @@ class PixelDecoderConfig(MaeDecoderConfig):
     """MAE's pixel decoder: bidirectional pre-norm blocks over every patch position."""
 
     name: Literal["transformer"] = dataclasses.field(default="transformer", init=False)
-    width: int = 128
-    depth: int = 2
-    heads: int = 4
-    mlp_ratio: float = 4.0
+    width: int = positive(128)
+    depth: int = positive(2)
+    heads: int = positive(4)
+    mlp_ratio: float = positive(4.0)
 
 
 class PixelDecoder(nnx.Module):

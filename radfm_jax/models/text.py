@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from radfm_jax.config.ranges import positive
 from radfm_jax.config.schema import TextTowerConfig
 from radfm_jax.models.costs import BlockStack, TowerCosts, block_params
 from radfm_jax.models.layers import Dtype, Transformer, check_heads, layer_norm, named, param
@@ -23,10 +24,10 @@ class TextTransformerConfig(TextTowerConfig):
     comes from the tokenizer."""
 
     name: Literal["transformer"] = dataclasses.field(default="transformer", init=False)
-    width: int = 192
-    depth: int = 4
-    heads: int = 3
-    mlp_ratio: float = 4.0
+    width: int = positive(192)
+    depth: int = positive(4)
+    heads: int = positive(3)
+    mlp_ratio: float = positive(4.0)
     pool: Literal["eos", "mean"] = "eos"
 
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from radfm_jax.config.ranges import positive
 from radfm_jax.config.schema import ImageTowerConfig
 from radfm_jax.errors import ConfigError
 from radfm_jax.models.costs import BlockStack, TowerCosts, block_params, map_head_flops
@@ -31,11 +32,11 @@ class ViTConfig(ImageTowerConfig):
     """A ViT. Use radfm_jax.config.presets.vit(...) for the named sizes Ti / S / B / L."""
 
     name: Literal["vit"] = dataclasses.field(default="vit", init=False)
-    patch_size: int = 8
-    width: int = 192
-    depth: int = 12
-    heads: int = 3
-    mlp_ratio: float = 4.0
+    patch_size: int = positive(8)
+    width: int = positive(192)
+    depth: int = positive(12)
+    heads: int = positive(3)
+    mlp_ratio: float = positive(4.0)
     pool: Literal["cls", "mean", "map"] = "mean"  # map = multihead attention pooling
 
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from radfm_jax.config.ranges import fraction, ranged
 from radfm_jax.config.schema import ExperimentConfig, ObjectiveConfig
 from radfm_jax.models.captioner import Captioner
 from radfm_jax.models.costs import F32, TowerCosts
@@ -35,8 +36,8 @@ class CaptionConfig(ObjectiveConfig):
     name: Literal["caption"] = dataclasses.field(default="caption", init=False)
     # Fraction of examples trained by parallel prediction (CapPa: all decoder inputs masked, no
     # causal mask); label smoothing of the token cross-entropy.
-    parallel_fraction: float = 0.0
-    label_smoothing: float = 0.0
+    parallel_fraction: float = fraction(0.0)
+    label_smoothing: float = ranged(0.0, ge=0, lt=1)
 
 
 def caption_loss(logits: jax.Array, targets: jax.Array, *, label_smoothing: float = 0.0,

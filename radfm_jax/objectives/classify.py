@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from radfm_jax.config.ranges import non_negative, positive, ranged
 from radfm_jax.config.schema import ExperimentConfig, ObjectiveConfig
 from radfm_jax.data.builders.registry import declared_label_names
 from radfm_jax.errors import ConfigError
@@ -52,13 +53,13 @@ EMBEDDINGS = ("patch_embed", "pos_emb", "cls_token")  # what comes before the fi
 class ClassifyConfig(ObjectiveConfig):
     name: Literal["classify"] = dataclasses.field(default="classify", init=False)
     mode: Literal["linear", "lora", "partial", "full"] = "full"
-    partial_blocks: int = 1  # mode=partial: how many of the last blocks train
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
+    partial_blocks: int = positive(1)  # mode=partial: how many of the last blocks train
+    lora_rank: int = positive(8)
+    lora_alpha: float = positive(16.0)
     lora_targets: tuple[Literal["attention", "mlp"], ...] = ("attention", "mlp")
-    layer_decay: float = 1.0  # layer-wise learning-rate decay; 1 = none
+    layer_decay: float = ranged(1.0, gt=0, le=1)  # layer-wise learning-rate decay; 1 = none
     loss: Literal["bce", "weighted_bce", "focal"] = "bce"
-    focal_gamma: float = 2.0
+    focal_gamma: float = non_negative(2.0)
 
 
 def label_loss(logits: jax.Array, labels: jax.Array, *, pos_weight: jax.Array, focal_gamma: float = 0.0

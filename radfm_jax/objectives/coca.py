@@ -11,6 +11,7 @@ from typing import Literal
 import jax
 from flax import nnx
 
+from radfm_jax.config.ranges import non_negative, ranged
 from radfm_jax.config.schema import ExperimentConfig, ObjectiveConfig
 from radfm_jax.errors import ConfigError
 from radfm_jax.models.captioner import CoCa
@@ -40,9 +41,9 @@ CONTRASTIVE_LOSSES: dict[str, Callable[[Outputs], tuple[jax.Array, Metrics]]] = 
 class CocaConfig(ObjectiveConfig):
     name: Literal["coca"] = dataclasses.field(default="coca", init=False)
     contrastive: Literal["clip", "siglip"] = "clip"
-    contrastive_weight: float = 1.0
-    caption_weight: float = 2.0
-    label_smoothing: float = 0.0  # of the token cross-entropy
+    contrastive_weight: float = non_negative(1.0)
+    caption_weight: float = non_negative(2.0)
+    label_smoothing: float = ranged(0.0, ge=0, lt=1)  # of the token cross-entropy
 
 
 def coca_loss(

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from radfm_jax.config.ranges import ranged
 from radfm_jax.config.schema import ExperimentConfig, ObjectiveConfig
 from radfm_jax.models.costs import F32, TowerCosts
 from radfm_jax.models.layers import remat_policy_name
@@ -34,7 +35,7 @@ from radfm_jax.objectives.base import (
 @dataclasses.dataclass(frozen=True)
 class MaeConfig(ObjectiveConfig):
     name: Literal["mae"] = dataclasses.field(default="mae", init=False)
-    mask_ratio: float = 0.75  # fraction of patches hidden from the encoder
+    mask_ratio: float = ranged(0.75, gt=0, lt=1)  # fraction of patches hidden from the encoder
     norm_pix_loss: bool = True  # targets: each patch's pixels normalised to zero mean, unit variance
 
 
