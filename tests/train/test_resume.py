@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -15,8 +16,36 @@ def _losses(workdir):
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """JAX's persistent compilation cache, for this module only: the three runs of a case
+    compile the same programs (init, step, checkpoint copies), as a resumed job's fresh process
+    would recompile them; the second and third runs load what the first compiled. The runs'
+    programs are unchanged (a different one has another key and is compiled), only compiled
+    once."""
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    settings = {"jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
+                "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    before = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    cc.reset_cache()  # the cache is set up on the next compile, from the settings above
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    cc.reset_cache()
+
+
+# MAE and CapPa on one-block unrolled towers (quicker to compile); CLIP and LoRA keep the smoke
+# configs' scanned layers, whose stacked parameters and adapters go through the checkpoint.
+UNROLLED = ["model.scan_layers=false", "model.image.depth=1"]
+
+
 @pytest.fixture(scope="module", params=[
-    ("clip.py:smoke", []), ("mae.py:smoke", []), ("captioner.py:smoke", ["objective.parallel_fraction=0.5"]),
+    ("clip.py:smoke", []), ("mae.py:smoke", UNROLLED),
+    ("captioner.py:smoke", ["objective.parallel_fraction=0.5", *UNROLLED, "model.decoder.depth=1"]),
     ("finetune.py:lora-smoke", ["objective.loss=weighted_bce"]),  # frozen weights, adapters, label weights
 ], ids=["clip", "mae", "cappa", "lora"])
 def config(request, tmp_path_factory):
