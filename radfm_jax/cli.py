@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from radfm_jax.errors import ConfigError
+from radfm_jax.errors import ConfigError, DiskFullError, RadfmError
+from radfm_jax.reporting import drop_out_of_space_logs, out_of_space
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config field, e.g. --set total_steps=100 (repeatable)")
     parser.add_argument("--allow-config-change", action="store_true",
                         help="continue a workdir whose config.json differs (the old one is kept)")
+    parser.add_argument("--resume-from-previous", action="store_true",
+                        help="if the newest checkpoint is damaged, move it to WORKDIR/damaged_checkpoints/ "
+                             "and resume from the newest one that restores")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.verb in ("train", "finetune"):
                 from radfm_jax.train.loop import train
 
-                train(config, args.workdir, allow_config_change=args.allow_config_change)
+                train(config, args.workdir, allow_config_change=args.allow_config_change,
+                      resume_from_previous=args.resume_from_previous)
             elif args.verb == "eval" and args.compare:
                 from radfm_jax.train.from_checkpoint import compare_workdirs
 
@@ -201,11 +206,23 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # TFDS warns through absl on every non-default synthetic_cxr size; our errors say enough.
     logging.getLogger("absl").setLevel(logging.ERROR)
+    drop_out_of_space_logs()
     try:
         return _run(args)
-    except ConfigError as err:  # CheckpointError included
-        print(f"radfm {args.verb}: error: {err}", file=sys.stderr, flush=True)
-        return 2
+    except RadfmError as err:  # ConfigError, CheckpointError, NonFiniteError, DiskFullError
+        return _report(args.verb, err)
+    except Exception as err:
+        path = out_of_space(err)
+        if path is None:
+            raise
+        return _report(args.verb, DiskFullError(
+            f"no space left on the device holding {path or 'a file being written'}; free space there "
+            "(or choose another --workdir / data folder) and rerun"))
+
+
+def _report(verb: str, err: RadfmError) -> int:
+    print(f"radfm {verb}: error: {err}", file=sys.stderr, flush=True)
+    return 2
 
 
 def entry_point() -> None:

@@ -7,6 +7,7 @@ process reads its own rows of every batch."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from radfm_jax.errors import CheckpointError
+from radfm_jax.errors import CheckpointError, DamagedCheckpointError
 from radfm_jax.reporting import filter_abandoned_reads
+from radfm_jax.train.integrity import array_checksums, leaf_name, mismatched
+
+DAMAGED_DIR = "damaged_checkpoints"
 
 
 def make_manager(workdir: Path, *, keep: int) -> ocp.CheckpointManager:
@@ -42,7 +46,9 @@ def save(
     metadata: dict,
 ) -> bool:
     """Queue an asynchronous save; returns whether one was started. The iterator's state is
-    read before this returns (the data item is written synchronously)."""
+    read before this returns (the data item is written synchronously). The metadata gains
+    every array's checksum, which restore verifies."""
+    metadata = {**metadata, "checksums": array_checksums(state)}
     return manager.save(
         step,
         args=ocp.args.Composite(
@@ -64,8 +70,9 @@ def restore(
     """Restore (state placed in `shardings`, metadata); `data_iterator`, when given, is moved
     to this process's saved position.
 
-    Raises CheckpointError, with what to do, when the step's files cannot be read, were
-    written by a model of other shapes or by another number of processes."""
+    Raises DamagedCheckpointError when the step's files cannot be read or its arrays differ
+    from their checksums at save; CheckpointError, with what to do, when they were written by
+    a model of other shapes or by another number of processes."""
     path = Path(manager.directory) / str(step)
     _check_compatible(path, abstract_state)
     target = jax.tree.map(
@@ -81,6 +88,10 @@ def restore(
         restored = manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as err:  # orbax raises many types for unreadable or mismatched files
         raise _unreadable(path, err) from None
+    damaged = mismatched(restored.metadata.get("checksums", {}), restored.state)
+    if damaged:
+        listing = ", ".join(damaged[:3]) + (f" and {len(damaged) - 3} more" if len(damaged) > 3 else "")
+        raise _damaged(path, f"{len(damaged)} array(s) differ from their checksums at save: {listing}")
     return restored.state, restored.metadata
 
 
@@ -99,32 +110,36 @@ def _check_process_count(path: Path) -> None:
     )
 
 
-def _unreadable(path: Path, err: Exception) -> CheckpointError:
+def _unreadable(path: Path, err: Exception) -> DamagedCheckpointError:
     detail = str(err).split("[tensorstore_spec=")[0].strip().splitlines()
     detail = detail[0] if detail else ""
     if len(detail) > 300:
         detail = detail[:300] + "..."
-    return CheckpointError(
-        f"cannot read the checkpoint at {path} ({type(err).__name__}: {detail}). It is damaged or "
-        "incomplete: move that step folder out of checkpoints/ to resume from an earlier step, "
-        "or start in a new workdir"
+    return _damaged(path, f"cannot read it: {type(err).__name__}: {detail}")
+
+
+def _damaged(path: Path, why: str) -> DamagedCheckpointError:
+    return DamagedCheckpointError(
+        f"the checkpoint at {path} is damaged or incomplete ({why}): move that step folder out of "
+        "checkpoints/ to resume from an earlier step, or start in a new workdir",
+        step=int(path.name),
     )
 
 
+def set_aside(manager: ocp.CheckpointManager, step: int) -> Path:
+    """Move a damaged step out of checkpoints/ into WORKDIR/damaged_checkpoints/ (kept for the
+    user, never deleted) and make the manager forget it; returns where it went."""
+    source = Path(manager.directory) / str(step)
+    target = source.parent.parent / DAMAGED_DIR / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+    manager.reload()
+    return target
+
+
 def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """{"opt_state.1.0.mu.image.pos_emb": shape} for a train state or orbax's tree metadata
-    (orbax stores named tuples as dicts and tuples as lists, so keys are compared as names)."""
-
-    def name(key) -> str:
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                return str(getattr(key, attr))
-        return str(key)
-
-    return {
-        ".".join(name(key) for key in path): tuple(getattr(leaf, "shape", ()))
-        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
-    }
+    """{"opt_state.1.0.mu.image.pos_emb": shape} for a train state or orbax's tree metadata."""
+    return {leaf_name(path): tuple(getattr(leaf, "shape", ())) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def _check_compatible(path: Path, abstract_state: Any) -> None:

@@ -17,22 +17,22 @@ from radfm_jax.config.overrides import to_dict
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.device_put import prefetch_to_device
 from radfm_jax.data.pipeline import make_train_loader
+from radfm_jax.errors import DamagedCheckpointError, DiskFullError, NonFiniteError
 from radfm_jax.evals.evaluators import evaluate_all
 from radfm_jax.parallel import multihost
 from radfm_jax.parallel.mesh import batch_size_per_process, replicated
+from radfm_jax.reporting import out_of_space
 from radfm_jax.train import checkpoint
 from radfm_jax.train.eval_outputs import record_evaluation
 from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.flops import ThroughputMeter
+from radfm_jax.train.integrity import all_finite
 from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
 from radfm_jax.train.step import CompiledStep
 from radfm_jax.train.workdir import check_workdir, claim_workdir
+from radfm_jax.train.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 def checkpoint_metadata(config: ExperimentConfig) -> dict:
@@ -64,14 +64,24 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change: bool = False) -> dict:
-    """Train (or resume) in `workdir`; returns the last evaluation results ({} if none)."""
+def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change: bool = False,
+          resume_from_previous: bool = False) -> dict:
+    """Train (or resume) in `workdir`; returns the last evaluation results ({} if none).
+    `resume_from_previous`: a damaged newest checkpoint is moved to damaged_checkpoints/ and
+    the run resumes from the newest one that restores and verifies."""
     workdir = Path(workdir)
     check_workdir(workdir, config, allow_config_change=allow_config_change)
     exp = Experiment.build(config)  # data and model problems surface before the workdir is touched
     # Every process has checked the workdir before process 0 writes config.json, and none
     # creates checkpoints/ before it has.
     multihost.sync("radfm: workdir checked")
+    # One run per workdir: held until everything is saved and closed.
+    with WorkdirLock(workdir, enabled=multihost.is_primary()):
+        return _train_locked(config, exp, workdir, allow_config_change, resume_from_previous)
+
+
+def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: Path, allow_config_change: bool,
+                  resume_from_previous: bool) -> dict:
     if multihost.is_primary():
         claim_workdir(workdir, config, allow_config_change=allow_config_change)
     multihost.sync("radfm: workdir claimed")
@@ -93,10 +103,8 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
         extra_transforms=exp.objective.data_transforms(),
     )
     batch_size_per_process(config.batch_size, exp.mesh)  # validates divisibility
-    start_step = manager.latest_step() or 0
+    state, start_step = _resume(manager, exp, loader, resume_from_previous)
     if start_step:
-        state, _ = checkpoint.restore(manager, start_step, exp.layout.abstract, exp.layout.shardings,
-                                      data_iterator=loader)
         log.info("resumed from step %d", start_step)
     else:
         state = exp.init_state()
@@ -110,13 +118,68 @@ def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change:
     try:
         results = _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager,
                              metadata, preemption, start_step)
+        manager.wait_until_finished()  # a failed asynchronous save surfaces here
+    except Exception as err:
+        _close_quietly(manager)  # the error being raised says what went wrong
+        full = out_of_space(err)
+        if full is None:
+            raise
+        raise DiskFullError(
+            f"no space left on the device holding {full or workdir}; the checkpoints in "
+            f"{workdir / 'checkpoints'} up to step {manager.latest_step() or 0} are intact (an unfinished "
+            "save is discarded). Free space there (or move the workdir) and rerun to resume") from None
+    else:
+        manager.close()
     finally:
         preemption.restore()
-        manager.wait_until_finished()
-        manager.close()
         if writer:
             writer.close()
     return results
+
+
+def _close_quietly(manager) -> None:
+    try:
+        manager.wait_until_finished()
+    except Exception:
+        pass
+    try:
+        manager.close()
+    except Exception:
+        pass
+
+
+def _resume(manager, exp: Experiment, loader, resume_from_previous: bool):
+    """(state, step) of the newest checkpoint, or (None, 0) when there is none."""
+    while (step := manager.latest_step()) is not None:
+        try:
+            state, _ = checkpoint.restore(manager, step, exp.layout.abstract, exp.layout.shardings,
+                                          data_iterator=loader)
+            return state, step
+        except DamagedCheckpointError as err:
+            earlier = [s for s in manager.all_steps() if s < step]
+            if not resume_from_previous:
+                hint = (f"; or rerun with --resume-from-previous to set it aside (into "
+                        f"{checkpoint.DAMAGED_DIR}/) and resume from step {max(earlier)}") if earlier else ""
+                raise DamagedCheckpointError(f"{err}{hint}", step) from None
+            multihost.sync("radfm: damaged checkpoint found")
+            if multihost.is_primary():
+                log.warning("%s", err)
+                log.warning("set step %d aside: %s", step, checkpoint.set_aside(manager, step))
+            multihost.sync("radfm: damaged checkpoint set aside")
+            manager.reload()
+    return None, 0
+
+
+def _nonfinite(what: str, manager) -> NonFiniteError:
+    """The one-line report of a run that went non-finite, naming the last good checkpoint
+    (every saved state was checked finite before it was written)."""
+    manager.wait_until_finished()
+    step = manager.latest_step()
+    where = ("no checkpoint was saved, so a rerun starts from the beginning" if step is None else
+             f"the last good checkpoint is step {step} ({Path(manager.directory) / str(step)}), nothing "
+             "after it was saved and a rerun resumes from it")
+    return NonFiniteError(f"{what}; {where}. Lower optim.learning_rate (with --allow-config-change) or "
+                          "check the data")
 
 
 def _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager, metadata,
@@ -127,50 +190,53 @@ def _run_steps(config, state, step_fn, loader, exp, evaluators, writer, manager,
         log.info("already trained to step %d of %d", step, config.total_steps)
         return results
     stream = prefetch_to_device(loader, config.data.prefetch_batches, exp.batch_shardings())
-    progress = tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-                    disable=not multihost.is_primary())
-    nonfinite = jax.device_put(np.zeros((), bool), replicated(exp.mesh))  # where the loss lives
-    last_log_time, last_log_step = time.perf_counter(), step
-    throughput = ThroughputMeter(config.batch_size, exp.flops().model, list(exp.mesh.devices.flat), step_fn)
-    for batch in stream:
-        with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
-            state, metrics = step_fn(state, batch)
-            nonfinite = nonfinite | ~jnp.isfinite(metrics["loss"])
-        step += 1
-        last = step == config.total_steps
-        if step % config.log_every == 0 or step == 1 or last:
-            host = jax.device_get(metrics)  # the only host sync: on log steps
-            if bool(jax.device_get(nonfinite)):
-                raise NonFiniteLossError(
-                    f"the loss became non-finite by step {step} (last logged loss {float(host['loss'])}); "
-                    "lower optim.learning_rate or check the data. Resume restarts from the last checkpoint"
-                )
-            now = time.perf_counter()
-            steps = step - last_log_step
-            step_time = (now - last_log_time) / steps
-            host = {key: float(value) for key, value in host.items()}
-            host.update(step_time_s=step_time, examples_per_sec=config.batch_size / step_time,
-                        **throughput.metrics(step_time))
-            if writer:
-                writer.write_train(step, host)
-            progress.set_postfix(loss=f"{host['loss']:.4f}", ex_s=f"{host['examples_per_sec']:.0f}")
-            last_log_time, last_log_step = now, step
-        progress.update(1)
-        if evaluators and (step % config.eval_every == 0 or last):
-            results = evaluate_all(evaluators, state.params)
-            path = record_evaluation(writer, exp, step, state.params, evaluators, results)
-            if path:
-                log.info("step %d eval -> %s", step, path)
-            last_log_time = time.perf_counter()  # keep eval time out of step timings
-        preempted = preemption.reached(step)  # the same step on every process
-        if last or preempted or step % config.checkpoint_every == 0:
-            checkpoint.save(manager, step, state, stream, metadata)
-        if preempted:
-            log.warning("SIGTERM: saved step %d; exiting so the run can resume", step)
-            break
-        if last:
-            break
-    progress.close()
+    # closed before an error propagates, so the error is the last thing printed
+    with tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+              disable=not multihost.is_primary()) as progress:
+        nonfinite = jax.device_put(np.zeros((), bool), replicated(exp.mesh))  # where the loss lives
+        last_log_time, last_log_step = time.perf_counter(), step
+        throughput = ThroughputMeter(config.batch_size, exp.flops().model, list(exp.mesh.devices.flat), step_fn)
+        for batch in stream:
+            with jax.transfer_guard("disallow"):  # any implicit host<->device copy is a bug here
+                state, metrics = step_fn(state, batch)
+                nonfinite = nonfinite | ~jnp.isfinite(metrics["loss"])
+            step += 1
+            last = step == config.total_steps
+            if step % config.log_every == 0 or step == 1 or last:
+                host = jax.device_get(metrics)  # the only host sync: on log steps
+                if bool(jax.device_get(nonfinite)):
+                    raise _nonfinite(f"the loss became non-finite by step {step} (loss {float(host['loss'])} at "
+                                     f"step {step})", manager)
+                now = time.perf_counter()
+                steps = step - last_log_step
+                step_time = (now - last_log_time) / steps
+                host = {key: float(value) for key, value in host.items()}
+                host.update(step_time_s=step_time, examples_per_sec=config.batch_size / step_time,
+                            **throughput.metrics(step_time))
+                if writer:
+                    writer.write_train(step, host)
+                progress.set_postfix(loss=f"{host['loss']:.4f}", ex_s=f"{host['examples_per_sec']:.0f}")
+                last_log_time, last_log_step = now, step
+            progress.update(1)
+            if evaluators and (step % config.eval_every == 0 or last):
+                results = evaluate_all(evaluators, state.params)
+                path = record_evaluation(writer, exp, step, state.params, evaluators, results)
+                if path:
+                    log.info("step %d eval -> %s", step, path)
+                last_log_time = time.perf_counter()  # keep eval time out of step timings
+            preempted = preemption.reached(step)  # the same step on every process
+            if last or preempted or step % config.checkpoint_every == 0:
+                # One sync per save (never per step): a state that went non-finite since the
+                # last check is not saved, so max_to_keep cannot push out the good checkpoints.
+                if not bool(jax.device_get(~nonfinite & all_finite(state.params))):
+                    raise _nonfinite(f"the loss or the parameters became non-finite by step {step}, "
+                                     "which was not saved", manager)
+                checkpoint.save(manager, step, state, stream, metadata)
+            if preempted:
+                log.warning("SIGTERM: saved step %d; exiting so the run can resume", step)
+                break
+            if last:
+                break
     if results and multihost.is_primary():
         print(f"\nevaluation at step {step}:\n{format_eval_table(results)}")
     return results

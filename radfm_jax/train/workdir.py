@@ -9,6 +9,7 @@ from pathlib import Path
 from radfm_jax.config.overrides import field_paths, from_dict, to_dict
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
+from radfm_jax.train.workdir_lock import is_lock_file
 
 CONFIG_FILE = "config.json"
 
@@ -47,7 +48,7 @@ def check_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_chang
                 "new config (the old config.json is kept beside it)"
             )
         return bool(differences)
-    if workdir.is_dir() and any(workdir.iterdir()):
+    if workdir.is_dir() and any(not is_lock_file(p.name) for p in workdir.iterdir()):
         raise ConfigError(
             f"workdir '{workdir}' is not empty and has no {CONFIG_FILE}; choose an empty or new folder"
         )
