@@ -12,6 +12,19 @@ if "xla_force_host_platform_device_count" not in _flags:
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_pseudonym_key(tmp_path_factory):
+    """Builds of real-data sets read (or create) the pseudonym key under $XDG_CONFIG_HOME unless
+    RADFM_PSEUDONYM_KEY names one: the session gets a config folder of its own, outside every
+    test's tmp_path (a key inside a data folder is refused), so no test reads or writes the real
+    ~/.config/radfm_jax or a key the environment names. Session-scoped, so it is in place before
+    module-scoped fixtures build data sets; tests that need another key monkeypatch these."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg_config")))
+        patch.delenv("RADFM_PSEUDONYM_KEY", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def toy_experiment():
     """A factory of tiny planned experiments (no data): two one-block towers of width 32 with

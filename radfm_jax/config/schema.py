@@ -95,6 +95,11 @@ class DataConfig:
     data_dir: str = ""
     # Real data sets: the user's own copy in its published layout (TFDS manual_dir).
     manual_dir: str = ""
+    # Real data sets: the secret key file that makes patient / study ids pseudonymous, kept
+    # outside data_dir so sharing prepared data never shares it (mode 0600, created on the first
+    # build); "" means $RADFM_PSEUDONYM_KEY, else $XDG_CONFIG_HOME/radfm_jax/pseudonym_key
+    # (~/.config/radfm_jax/pseudonym_key).
+    pseudonym_key: str = ""
     # Report text trained on: the FINDINGS section, the IMPRESSION section, or both.
     text_target: Literal["findings", "impression", "both"] = "both"
     # CheXpert-style uncertain labels: kept as uncertain (-1, ignored by evals), or mapped to

@@ -11,6 +11,14 @@ and while writing reads images in threads, counts and skips unreadable ones, ref
 ends up empty, and stores the build summary, the preprocessing spec and the label names in the
 data set's metadata (`builder.info.metadata`); every skipped record goes to skipped_records.log in
 the build's folder, with one warning per skip reason.
+
+No record holds a raw identifier. `patient_id` / `study_id` are keyed pseudonyms (the builder's
+`ids`), the stored `source_path` is the file's path with every part after the builder's
+SOURCE_FOLDERS replaced by its pseudonym (pseudonyms.pseudonymous_source_path; the key maps it
+back: pseudonyms.SourceFiles), and records are ordered by a keyed pseudonym of their key, so
+their order cannot be recomputed from the data set's public tables either. The key is read (or
+created) outside the data folder: the builder's `pseudonym_key` argument (data.pseudonym_key),
+else $RADFM_PSEUDONYM_KEY, else ~/.config/radfm_jax/pseudonym_key (see pseudonyms.py).
 """
 
 from __future__ import annotations
@@ -30,7 +38,11 @@ import tensorflow_datasets as tfds
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.builders.features import manual_cxr_features
 from radfm_jax.data.builders.patient_splits import SPLITS, check_disjoint_patients
-from radfm_jax.data.builders.pseudonyms import Pseudonymizer, load_or_create_salt
+from radfm_jax.data.builders.pseudonyms import (
+    Pseudonymizer,
+    load_or_create_key,
+    pseudonymous_source_path,
+)
 from radfm_jax.data.builders.registered_configs import RegisteredConfigs
 from radfm_jax.data.builders.skips import MISSING_FILE, UNREADABLE_IMAGE, SkipLog
 from radfm_jax.data.image_files import ImageReadError, read_image
@@ -40,6 +52,11 @@ from radfm_jax.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 64  # images decoded together by the thread pool
+RECORD_KEY_KIND = "record-key"  # the Pseudonymizer kind of the keys records are ordered by
+# The release note of the builders whose records changed when ids left source_path (issue 17).
+PSEUDONYMOUS_SOURCE_NOTE = ("source_path holds no raw id (pseudonymous folders and file name); "
+                            "records ordered by a keyed pseudonym; the key is kept outside the "
+                            "data folder.")
 
 
 def views_name(views: tuple[str, ...]) -> str:
@@ -51,11 +68,13 @@ def views_name(views: tuple[str, ...]) -> str:
 class PlannedExample:
     """One record before its image is read. `fields` holds every feature but the image."""
 
-    key: str  # unique within the data set; becomes the TFDS example key
+    key: str  # unique within the data set; its keyed pseudonym becomes the TFDS example key
     split: str
     patient: str  # pseudonymous patient key (checked for leakage across splits)
     image_path: Path
-    source_path: str  # image_path relative to the manual folder, stored in the record
+    # image_path relative to the manual folder (POSIX). Raw: it names skipped files in the
+    # build's logs; the record stores its pseudonymous form (pseudonymous_source_path).
+    source_path: str
     fields: dict[str, Any]
 
 
@@ -145,8 +164,19 @@ class ManualBuilder(RegisteredConfigs, tfds.core.GeneratorBasedBuilder, skip_reg
     RELEASE_NOTES = {"1.0.0": "First release."}
     LABEL_NAMES: tuple[str, ...] = ()
     LAYOUT: str = ""  # the expected folder layout, shown in every manual-folder error
+    # Leading folders of source paths that are the release's own layout and identify no one
+    # ("files", "stage_2_train_images"): kept in the stored source_path; every later part of
+    # the path becomes its pseudonym (pseudonyms.pseudonymous_source_path).
+    SOURCE_FOLDERS: tuple[str, ...] = ()
     # Nothing is downloaded, so there is no checksum file to look up (see synthetic_cxr).
     code_path = None
+
+    def __init__(self, *, pseudonym_key: str | os.PathLike = "", **kwargs: Any):
+        """`pseudonym_key`: the key file (data.pseudonym_key); "" = $RADFM_PSEUDONYM_KEY, else
+        the default under the user's config folder. Read only when the data set is built."""
+        super().__init__(**kwargs)
+        self._pseudonym_key = os.fspath(pseudonym_key)
+        self._original_state["pseudonym_key"] = self._pseudonym_key  # TFDS re-creates from it
 
     def __init_subclass__(cls, skip_registration: bool = True, **kwargs):
         # Builders are chosen through data/builders/registry.py, not TFDS's global registry
@@ -199,7 +229,7 @@ class ManualBuilder(RegisteredConfigs, tfds.core.GeneratorBasedBuilder, skip_reg
                 f"{self.name}: the manual folder is not set, missing or empty; set "
                 f"--set data.manual_dir=/path/to/your/copy laid out as:\n{self.LAYOUT}") from None
         skips = SkipLog(self.name)
-        ids = Pseudonymizer(load_or_create_salt(self._data_dir_root))
+        ids = Pseudonymizer(load_or_create_key(self._data_dir_root, self._pseudonym_key))
         planned = self._plan(manual_dir, ids, skips)
         by_split: dict[str, list[PlannedExample]] = {split: [] for split in SPLITS}
         for example in planned:
@@ -214,11 +244,11 @@ class ManualBuilder(RegisteredConfigs, tfds.core.GeneratorBasedBuilder, skip_reg
                 + (f"; the skipped records are listed in {details}" if details else ""))
         check_disjoint_patients({s: (e.patient for e in ex) for s, ex in by_split.items()}, self.name)
         pending = set(by_split)  # splits not yet written; skips are reported after the last
-        return {split: self._generate_examples(split, examples, skips, pending)
+        return {split: self._generate_examples(split, examples, skips, pending, ids)
                 for split, examples in by_split.items()}
 
     def _generate_examples(self, split: str, examples: list[PlannedExample], skips: SkipLog,
-                           pending: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+                           pending: set[str], ids: Pseudonymizer) -> Iterator[tuple[str, dict[str, Any]]]:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             for start in range(0, len(examples), _READ_CHUNK):
                 chunk = examples[start:start + _READ_CHUNK]
@@ -228,7 +258,9 @@ class ManualBuilder(RegisteredConfigs, tfds.core.GeneratorBasedBuilder, skip_reg
                         skips.skip(reason, example.source_path, loaded.reason)
                         continue
                     skips.wrote(split)
-                    yield example.key, {**example.fields, **loaded, "source_path": example.source_path}
+                    source = pseudonymous_source_path(example.source_path, ids, self.SOURCE_FOLDERS)
+                    yield ids(RECORD_KEY_KIND, example.key), {**example.fields, **loaded,
+                                                              "source_path": source}
         # Stored with the data set (TFDS writes the metadata after the last split).
         self.info.metadata["build_summary"] = skips.summary()
         pending.discard(split)

@@ -51,7 +51,9 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
 def prepare_dataset(data_cfg: DataConfig, data_dir: Path) -> tfds.core.DatasetBuilder:
     """The data set data_cfg names, built under data_dir unless that build already exists.
 
-    Real data sets are read from data_cfg.manual_dir, which is only needed for the first build.
+    Real data sets are read from data_cfg.manual_dir, which is only needed for the first build,
+    as is the pseudonym key (data_cfg.pseudonym_key, else $RADFM_PSEUDONYM_KEY, else the default
+    under the user's config folder: data/builders/pseudonyms.py).
     """
     if data_cfg.name == "synthetic_cxr":
         return synthetic_cxr.prepare(
@@ -66,7 +68,8 @@ def prepare_dataset(data_cfg: DataConfig, data_dir: Path) -> tfds.core.DatasetBu
         raise ConfigError(f"data set '{data_cfg.name}' has no manual-folder builder")
     config = cls.config_for(data_cfg)
     tfds.disable_progress_bar()
-    builder = cls(config=config, data_dir=str(data_dir), file_format="array_record")
+    builder = cls(config=config, data_dir=str(data_dir), file_format="array_record",
+                  pseudonym_key=data_cfg.pseudonym_key)
     if not builder.is_prepared():
         manual_dir = require_manual_dir(data_cfg.manual_dir, data_cfg.name, cls.LAYOUT)
         log.info("building %s (%s) from %s into %s", cls.name, config.name, manual_dir,

@@ -13,6 +13,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from radfm_jax.data.builders.pseudonyms import (
+    Pseudonymizer,
+    SourceFiles,
+    pseudonymous_source_path,
+    read_key,
+    resolve_key_path,
+)
 from radfm_jax.data.preprocessing import PreprocessSpec
 
 IMAGE_SIZE = 32
@@ -64,6 +71,23 @@ def records(builder) -> dict[str, list[dict]]:
 
 def text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_SOURCE_FILES: dict[tuple[str, str], SourceFiles] = {}
+
+
+def source(record, manual_dir: Path) -> str:
+    """The real path, relative to manual_dir, of the file a record came from: its stored
+    source_path (pseudonymous) mapped back with the pseudonym key of this test (the conftest
+    points the key at a temporary folder), as a user with the key would."""
+    key = read_key(resolve_key_path())
+    files = _SOURCE_FILES.setdefault((str(manual_dir), key), SourceFiles(manual_dir, key))
+    return files(text(record["source_path"])).relative_to(manual_dir).as_posix()
+
+
+def stored_source(relative: str, keep: tuple[str, ...] = ()) -> str:
+    """The source_path a record of the file at `relative` stores, under this test's key."""
+    return pseudonymous_source_path(relative, Pseudonymizer(read_key(resolve_key_path())), keep)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from fake_data import (
     make_chexpert,
     make_chexpert_test,
     records,
+    source,
     text,
     write_corrupt,
     write_csv,
@@ -31,8 +32,8 @@ def expected(**values) -> np.ndarray:
     return vector
 
 
-def _patient_number(record) -> int:
-    return int(text(record["source_path"]).split("/")[1].removeprefix("patient"))
+def _patient_number(record, manual_dir) -> int:
+    return int(source(record, manual_dir).split("/")[1].removeprefix("patient"))
 
 
 @pytest.mark.parametrize("policy, edema", [("ignore", -1), ("ones", 1), ("zeros", 0)])
@@ -42,13 +43,13 @@ def test_labels_splits_and_uncertain_policy(chexpert_dir, tmp_path, policy, edem
     assert len(recs["train"]) + len(recs["val"]) == 30 and len(recs["test"]) == 4
     assert len(recs["val"]) >= 1
     for record in recs["train"] + recs["val"]:
-        p = _patient_number(record)
+        p = _patient_number(record, chexpert_dir)
         want = (expected(cardiomegaly=1, edema=edema, pleural_effusion=0) if p % 2
                 else expected(no_finding=1))
         np.testing.assert_array_equal(record["labels"], want)
         assert text(record["view"]) == ("AP" if p % 3 else "PA")
         assert text(record["report"]) == "" and text(record["sex"]) == "F" and record["age"] == 63
-    assert all(text(r["source_path"]).startswith("valid/") for r in recs["test"])
+    assert all(source(r, chexpert_dir).startswith("valid/") for r in recs["test"])
     np.testing.assert_array_equal(recs["test"][0]["labels"], expected(atelectasis=1, edema=0))
     patients = {s: {text(r["patient_id"]) for r in rs} for s, rs in recs.items()}
     assert not (patients["train"] & patients["val"]) and not (patients["train"] & patients["test"])
@@ -105,12 +106,13 @@ def test_official_test_set_becomes_test_and_valid_becomes_val(chexpert_dir, tmp_
     assert builder.info.metadata["split_convention"] == "official_test"
     # train.csv is all train (30 frontal images), valid.csv is val, the test table is test.
     assert len(recs["train"]) == 30 and len(recs["val"]) == 4
-    assert all(text(r["source_path"]).startswith("valid/") for r in recs["val"])
+    assert all(source(r, chexpert_dir).startswith("valid/") for r in recs["val"])
     prefix = "" if where == "." else "CheXpert/"
-    assert sorted(text(r["source_path"]) for r in recs["test"]) == sorted(
+    assert sorted(source(r, chexpert_dir) for r in recs["test"]) == sorted(
         prefix + row[0] for row in rows if row[0].endswith("frontal.jpg"))  # the lateral is filtered
     for record in recs["test"]:
-        p = int(text(record["source_path"]).split("/")[-3].removeprefix("patient"))
+        assert text(record["source_path"]).startswith(prefix + "test/")  # the layout folders stay
+        p = int(source(record, chexpert_dir).split("/")[-3].removeprefix("patient"))
         want = expected(cardiomegaly=1, pleural_effusion=0) if p % 2 else expected(no_finding=1)
         want[want == -2] = 0  # the test table writes every label as 0 or 1
         np.testing.assert_array_equal(record["labels"], want)
@@ -146,14 +148,16 @@ def test_chexpert_plus_joins_reports_with_chexpert(tmp_path):
     summary = builder.info.metadata["build_summary"]
     assert summary["skipped"] == {"empty_report": 1, "not_in_chexpert_tables": 1}
     record = recs["test"][0]
-    number = text(record["source_path"]).split("/")[2]
+    number = source(record, manual).split("/")[2]
     assert text(record["report"]) == (f"FINDINGS: Heart size for {number} is normal.\n"
                                       "IMPRESSION: No acute process.")
     assert text(record["source_path"]).startswith("CheXpert-v1.0-small/valid/")
+    assert number not in text(record["source_path"])
     # The same patient gets the same key as in chexpert built into the same data folder.
     plain = records(build(Chexpert, manual / "CheXpert-v1.0-small", tmp_path / "data"))
-    by_path = {text(r["source_path"]): text(r["patient_id"]) for rs in plain.values() for r in rs}
-    path = text(record["source_path"]).split("/", 1)[1]
+    by_path = {source(r, manual / "CheXpert-v1.0-small"): text(r["patient_id"])
+               for rs in plain.values() for r in rs}
+    path = source(record, manual).split("/", 1)[1]
     assert by_path[path] == text(record["patient_id"])
     impressions = records(build(ChexpertPlus, manual, tmp_path / "data", text_target="impression"))
     assert {text(r["report"]) for rs in impressions.values() for r in rs} == {"No acute process."}

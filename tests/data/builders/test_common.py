@@ -4,7 +4,6 @@ parsing, manual-folder errors, and the registry's helpers."""
 from __future__ import annotations
 
 import logging
-import stat
 
 import numpy as np
 import pytest
@@ -46,13 +45,9 @@ def test_shared_patients_are_refused_with_count_and_examples():
     assert "a (test/train)" in str(err.value) and "b (train/val)" in str(err.value)
 
 
-def test_salt_is_created_private_once_and_reused(tmp_path):
-    salt = pseudonyms.load_or_create_salt(tmp_path)
-    path = tmp_path / pseudonyms.SALT_FILENAME
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert pseudonyms.load_or_create_salt(tmp_path) == salt
-    assert pseudonyms.load_or_create_salt(tmp_path / "other") != salt
-    ids = pseudonyms.Pseudonymizer(salt)
+def test_pseudonyms_are_keyed_by_kind(tmp_path):
+    # Where the key lives and how it is checked: test_pseudonym_key.py.
+    ids = pseudonyms.Pseudonymizer(pseudonyms.load_or_create_key(tmp_path / "data"))
     assert ids("patient", "123") == ids("patient", "123") != ids("study", "123")
     assert "123" not in ids("patient", "123")
 

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from fake_data import source
 
 from radfm_jax.data.builders.ct_rate import CtRate, CtRateConfig
 from radfm_jax.data.builders.ct_rate.hounsfield import HounsfieldUndecided, decide_hu, to_hounsfield
@@ -139,24 +140,28 @@ def _build(manual_dir, data_dir, config=None):
     return builder
 
 
-def _records(builder) -> dict[str, tuple[str, dict]]:
+def _records(builder, manual_dir) -> dict[str, tuple[str, dict]]:
+    """{volume name: (split, record)}, the name from the stored (pseudonymous) source_path
+    mapped back with the key."""
     sources = builder.as_data_source()
-    return {Path(r["source_path"].decode()).name.removesuffix(".nii.gz"): (split, r)
+    return {Path(source(r, manual_dir)).name.removesuffix(".nii.gz"): (split, r)
             for split in sources for r in (sources[split][i] for i in range(len(sources[split])))}
 
 
 @pytest.fixture(scope="module")
 def first_release(tmp_path_factory):
     tfds.disable_progress_bar()
-    builder = _build(_write_first_release(tmp_path_factory.mktemp("ct_v1")), tmp_path_factory.mktemp("d1"))
-    return builder, _records(builder)
+    manual = _write_first_release(tmp_path_factory.mktemp("ct_v1"))
+    builder = _build(manual, tmp_path_factory.mktemp("d1"))
+    return builder, _records(builder, manual)
 
 
 @pytest.fixture(scope="module")
 def re_release(tmp_path_factory):
     tfds.disable_progress_bar()
-    builder = _build(_write_re_release(tmp_path_factory.mktemp("ct_v2")), tmp_path_factory.mktemp("d2"))
-    return builder, _records(builder)
+    manual = _write_re_release(tmp_path_factory.mktemp("ct_v2"))
+    builder = _build(manual, tmp_path_factory.mktemp("d2"))
+    return builder, _records(builder, manual)
 
 
 def test_both_releases_give_the_windowed_hu_volume(first_release, re_release):

@@ -15,6 +15,7 @@ from fake_data import (
     make_siim,
     records,
     rsna_patient,
+    source,
     text,
     truncate,
     write_csv,
@@ -56,7 +57,8 @@ def test_rsna_labels_header_fields_and_seeded_split(tmp_path, caplog):
     recs = records(builder)
     assert len(_all(recs)) == 36 and all(recs.values())
     for record in _all(recs):
-        key = text(record["source_path"]).removeprefix("stage_2_train_images/").removesuffix(".dcm")
+        key = source(record, manual).removeprefix("stage_2_train_images/").removesuffix(".dcm")
+        assert key not in text(record["source_path"])
         target, name, view, sex, age, pixels = truth[key]
         assert key not in bad
         np.testing.assert_array_equal(record["labels"], [target])
@@ -114,7 +116,7 @@ def test_siim_any_mask_is_positive_and_patients_stay_together(tmp_path, caplog):
     split_of_patient = {}
     for split, rs in recs.items():
         for record in rs:
-            image_id = text(record["source_path"]).split("/")[-1][:-4]
+            image_id = source(record, manual).split("/")[-1][:-4]
             patient, positive, view, sex, age = truth[image_id]
             np.testing.assert_array_equal(record["labels"], [positive])
             assert (text(record["view"]), text(record["sex"]), int(record["age"])) == (view, sex, age)
@@ -131,7 +133,7 @@ def test_siim_any_mask_is_positive_and_patients_stay_together(tmp_path, caplog):
     # The patient records of a two-image patient share one pseudonym.
     pseudonyms = {}
     for record in _all(recs):
-        patient = truth[text(record["source_path"]).split("/")[-1][:-4]][0]
+        patient = truth[source(record, manual).split("/")[-1][:-4]][0]
         pseudonyms.setdefault(patient, set()).add(text(record["patient_id"]))
     assert all(len(keys) == 1 for keys in pseudonyms.values())
 

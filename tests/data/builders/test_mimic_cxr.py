@@ -6,7 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
-from fake_data import MIMIC_SUBJECTS, build, make_mimic, records, text, write_corrupt
+from fake_data import MIMIC_SUBJECTS, build, make_mimic, records, source, text, write_corrupt
 
 from radfm_jax.data.builders.mimic_cxr import MimicCxr
 from radfm_jax.data.findings import CHEXPERT_FINDINGS
@@ -24,8 +24,8 @@ def expected(**values) -> np.ndarray:
     return vector
 
 
-def _subject_index(record) -> int:
-    subject = int(text(record["source_path"]).split("/")[2].removeprefix("p"))
+def _subject_index(record, manual_dir) -> int:
+    subject = int(source(record, manual_dir).split("/")[2].removeprefix("p"))
     return MIMIC_SUBJECTS.index(subject)
 
 
@@ -35,16 +35,17 @@ def test_official_split_labels_text_and_pseudonyms(mimic_dir, tmp_path):
     want_split = lambda i: "train" if i < 8 else "val" if i < 10 else "test"  # noqa: E731
     for split, rs in recs.items():
         for record in rs:
-            assert want_split(_subject_index(record)) == split
+            assert want_split(_subject_index(record, mimic_dir)) == split
             assert text(record["view"]) == "PA"
             assert text(record["report"]) == REPORT_BOTH
             np.testing.assert_array_equal(
                 record["labels"], expected(cardiomegaly=1, pleural_effusion=-1, edema=0))
             assert text(record["sex"]) == "" and record["age"] == -1
-            # Raw subject and study ids appear only in source_path, MIMIC's own file path.
-            fields = [text(record[k]) for k in ("patient_id", "study_id", "report", "view")]
-            subject = str(MIMIC_SUBJECTS[_subject_index(record)])
+            # No raw subject, study or dicom id anywhere, source_path included.
+            fields = [text(record[k]) for k in ("patient_id", "study_id", "report", "view", "source_path")]
+            subject = str(MIMIC_SUBJECTS[_subject_index(record, mimic_dir)])
             assert not any(subject in f or "5000000" in f for f in fields)
+            assert text(record["source_path"]).startswith("files/")
 
 
 def test_negbio_labels_uncertain_ones_and_impression(mimic_dir, tmp_path):

@@ -7,25 +7,25 @@ import shutil
 
 import numpy as np
 import pytest
-from fake_data import build, expert_values, make_nih, make_nih_expert, records, text
+from fake_data import build, expert_values, make_nih, make_nih_expert, records, source, text
 
 from radfm_jax.data.builders.nih_cxr14 import EXPERT_FINDINGS, NIH_FINDINGS, NihCxr14, NihCxr14Expert
 from radfm_jax.data.check import check_dataset
 from radfm_jax.errors import ConfigError
 
 
-def _patient(record) -> int:
-    return int(text(record["source_path"]).split("/")[-1][:8])
+def _patient(record, manual_dir) -> int:
+    return int(source(record, manual_dir).split("/")[-1][:8])
 
 
 def test_labels_official_test_list_and_seeded_val(nih_dir, tmp_path):
     recs = records(build(NihCxr14, nih_dir, tmp_path / "data", val_fraction=0.25))
     assert {s: len(r) for s, r in recs.items()}["test"] == 8  # patients 21-24, two images each
-    assert {_patient(r) for r in recs["test"]} == {21, 22, 23, 24}
+    assert {_patient(r, nih_dir) for r in recs["test"]} == {21, 22, 23, 24}
     assert len(recs["train"]) + len(recs["val"]) == 40 and recs["val"]
     by_name = {n: j for j, n in enumerate(NIH_FINDINGS)}
     for record in (r for rs in recs.values() for r in rs):
-        p = _patient(record)
+        p = _patient(record, nih_dir)
         names = [["no_finding"], ["cardiomegaly", "pleural_effusion"], ["hernia"],
                  ["infiltration", "mass", "nodule"]][p % 4]
         want = np.zeros(15, np.int8)
@@ -68,7 +68,7 @@ def test_check_finds_an_injected_duplicate_across_splits(tmp_path):
     result = check_dataset(builder)
     assert result["patient_overlap"]["count"] == 0
     split_of_patient_1 = "train" if any(
-        _patient(r) == 1 for r in records(builder)["train"]) else "val"
+        _patient(r, manual) == 1 for r in records(builder)["train"]) else "val"
     assert result["duplicates"]["across"][f"{split_of_patient_1}/test"] == 1
     assert sum(result["duplicates"]["across"].values()) == 1
     assert sum(result["duplicates"]["within"].values()) == 0
@@ -86,11 +86,11 @@ def test_expert_labels_test_split_and_train_val_from_the_validation_table(tmp_pa
     recs = records(builder)
     assert EXPERT_FINDINGS == ("fracture", "pneumothorax", "airspace_opacity", "lung_lesion")
     assert list(builder.info.metadata["label_names"]) == list(EXPERT_FINDINGS)
-    assert {_patient(r) for r in recs["test"]} == {21, 22, 23, 24} and len(recs["test"]) == 8
+    assert {_patient(r, manual) for r in recs["test"]} == {21, 22, 23, 24} and len(recs["test"]) == 8
     assert len(recs["train"]) + len(recs["val"]) == len(tables["validation"]) == 24 and recs["val"]
-    assert {_patient(r) for r in recs["train"] + recs["val"]} == set(range(1, 13))
+    assert {_patient(r, manual) for r in recs["train"] + recs["val"]} == set(range(1, 13))
     for record in (r for rs in recs.values() for r in rs):
-        p, follow_up = _patient(record), int(text(record["source_path"])[-7:-4])
+        p, follow_up = _patient(record, manual), int(source(record, manual)[-7:-4])
         want = [1 if v == "YES" else 0 for v in expert_values(p, follow_up)]
         np.testing.assert_array_equal(record["labels"], want)
         assert record["age"] == 40 + p and text(record["view"]) == ("PA" if follow_up == 0 else "AP")
@@ -100,8 +100,8 @@ def test_expert_labels_test_split_and_train_val_from_the_validation_table(tmp_pa
     assert summary["skipped"] == {"unparseable_row": 1} and summary["filtered"] == {"not_adjudicated": 1}
     # The patient keys are nih_cxr14's: the same patient, the same pseudonym in one data folder.
     plain = records(build(NihCxr14, manual, tmp_path / "data"))
-    keys = {_patient(r): text(r["patient_id"]) for rs in plain.values() for r in rs}
-    assert all(keys[_patient(r)] == text(r["patient_id"]) for r in recs["test"])
+    keys = {_patient(r, manual): text(r["patient_id"]) for rs in plain.values() for r in rs}
+    assert all(keys[_patient(r, manual)] == text(r["patient_id"]) for r in recs["test"])
 
 
 def test_expert_tables_missing_is_a_clear_error(nih_dir, tmp_path):

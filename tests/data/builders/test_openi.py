@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from fake_data import write_csv
+from fake_data import stored_source, write_csv
 from PIL import Image
 
 from radfm_jax.data.builders import skips
@@ -112,8 +112,15 @@ def built(tmp_path_factory):
     return builder, records
 
 
+def _image(record) -> str:
+    """A record's image id: its stored source_path is pseudonymous, NLMCXR_png/<16 hex>.png."""
+    images = [i for r in [CARDIOMEGALY, NORMAL, EMPTY, CORRUPT, MISSING_PNG, *FILLER] for i in r["images"]]
+    stored = {stored_source(f"NLMCXR_png/{i}.png", OpenI.SOURCE_FOLDERS): i for i in images}
+    return stored[record["source_path"].decode()]
+
+
 def _by_source(records):
-    return {r["source_path"].decode(): (split, r) for split, recs in records.items() for r in recs}
+    return {f"NLMCXR_png/{_image(r)}.png": (split, r) for split, recs in records.items() for r in recs}
 
 
 def test_every_good_image_is_written_once_and_bad_ones_are_counted(built):
@@ -191,7 +198,7 @@ def test_the_split_depends_on_the_seed_only(built, tmp_path):
     manual = _write_tree(tmp_path / "manual")
     other = _build(manual, tmp_path / "data", _config(split_seed=1)).as_data_source()
     first = {s: split for s, (split, _) in _by_source(records).items()}
-    second = {r["source_path"].decode(): split for split in other for r in other[split]}
+    second = {f"NLMCXR_png/{_image(r)}.png": split for split in other for r in other[split]}
     assert first.keys() == second.keys() and first != second
 
 
@@ -236,8 +243,7 @@ GOOD_IMAGES = {i for r in [CARDIOMEGALY, NORMAL, *FILLER] for i in r["images"]}
 
 
 def _views(records) -> dict[str, str]:
-    return {Path(r["source_path"].decode()).stem: r["view"].decode()
-            for recs in records.values() for r in recs}
+    return {_image(r): r["view"].decode() for recs in records.values() for r in recs}
 
 
 def test_nlm_and_kaggle_names_of_an_image_share_its_key():

@@ -15,6 +15,11 @@ Splits, by what the copy holds (the build records which in its metadata, `split_
   sex and age are unknown ("", -1).
 Both conventions build into the same folder (its name depends only on the options), so after
 adding the test set to a copy that was already built, delete that build to rebuild it.
+
+No raw id reaches a record: patient_id / study_id are keyed pseudonyms, and source_path keeps
+only the layout folders, e.g. "train/<16 hex>/<16 hex>/<16 hex>.jpg" for
+train/patient00001/study1/view1_frontal.jpg (every part from the patient folder on replaced by
+its pseudonym; pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
     ManualBuilder,
     PlannedExample,
     RadiographConfig,
@@ -81,6 +88,8 @@ COLUMNS = (COL_PATH, COL_SEX, COL_AGE, COL_FRONTAL_LATERAL, COL_AP_PA, *LABEL_CO
 # Path cells start with the release's folder name, e.g. "CheXpert-v1.0-small/train/patient00001/
 # study1/view1_frontal.jpg"; images are looked up from "train/..." under the manual folder.
 _PATH = re.compile(r"(?:^|/)((train|valid|test)/(patient\d+)/(study\d+)/[^/]+)$")
+# Leading folders of source paths kept in records (the release's layout, no one's id).
+SOURCE_FOLDERS = ("CheXpert-v1.0", "CheXpert-v1.0-small", "CheXpert", "train", "valid", "test")
 # Keys shared with chexpert_plus: one patient gets the same pseudonym in both data sets.
 PATIENT_KIND = "chexpert-patient"
 STUDY_KIND = "chexpert-study"
@@ -214,9 +223,12 @@ class Chexpert(ManualBuilder):
     """CheXpert chest radiographs with 14 CheXpert labels (no reports)."""
 
     name = "chexpert"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [ChexpertConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = SOURCE_FOLDERS
 
     def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
         cfg = self.builder_config

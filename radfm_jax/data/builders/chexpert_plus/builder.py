@@ -3,6 +3,9 @@ CheXpert Plus report table (one report per image row, its findings / impression 
 already extracted). The text is the target section (data.text_target); labels and splits are
 CheXpert's (see radfm_jax/data/builders/chexpert: valid -> test, train -> train + seeded val),
 so one patient has the same pseudonymous key and split here and in chexpert.
+
+No raw id reaches a record: source_path is pseudonymous as in chexpert (e.g.
+"CheXpert-v1.0-small/train/<16 hex>/<16 hex>/<16 hex>.jpg"; pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -10,14 +13,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import tensorflow_datasets as tfds
+
 from radfm_jax.data.builders.chexpert.builder import LAYOUT as CHEXPERT_LAYOUT
 from radfm_jax.data.builders.chexpert.builder import (
     PATIENT_KIND,
+    SOURCE_FOLDERS,
     STUDY_KIND,
     read_images,
     split_of,
 )
 from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
     ManualBuilder,
     PlannedExample,
     RadiographConfig,
@@ -69,9 +76,12 @@ class ChexpertPlus(ManualBuilder):
     """CheXpert Plus: CheXpert radiographs with report text and CheXpert labels."""
 
     name = "chexpert_plus"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [ChexpertPlusConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = SOURCE_FOLDERS
 
     def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
         cfg = self.builder_config

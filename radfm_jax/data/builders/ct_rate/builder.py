@@ -8,6 +8,11 @@ held-out set CT-CLIP and its successors report on), and a seeded patient-level `
 val_fraction of the patients is carved from the official `train` pool for model selection.
 The patient is the `train_<P>` / `valid_<P>` folder (numbered separately per pool), stored
 only as a salted pseudonym; every scan and reconstruction of a patient stays in one split.
+
+No raw id reaches a record: a volume's folders and name carry its patient and scan
+(train_1/train_1_a/train_1_a_1.nii.gz), so source_path keeps only the pool's folders,
+"dataset/train_fixed/<16 hex>/<16 hex>/<16 hex>.nii.gz" (each replaced by its pseudonym;
+pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.config.schema import DataConfig
-from radfm_jax.data.builders.common import ManualBuilder, ManualBuilderConfig, PlannedExample
+from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
+    ManualBuilder,
+    ManualBuilderConfig,
+    PlannedExample,
+)
 from radfm_jax.data.builders.ct_rate.hounsfield import (
     HU_MODES,
     HounsfieldUndecided,
@@ -152,9 +162,13 @@ class CtRate(ManualBuilder):
     """CT-RATE chest CT volumes with reports and 18 abnormality labels."""
 
     name = "ct_rate"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [CtRateConfig()]
     LABEL_NAMES = LABEL_NAMES
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = tuple(dict.fromkeys(part for folders in VOLUME_FOLDERS.values()
+                                         for folder in folders for part in folder.split("/")))
 
     @classmethod
     def config_for(cls, data_cfg: DataConfig) -> CtRateConfig:

@@ -4,6 +4,10 @@ One record per image; the text is the report's target section (data.text_target)
 are the CheXpert labeler's or NegBio's (config option `labeler`), uncertain ones handled by
 `uncertain_policy`. Splits are the official ones (train / validate -> val / test). MIMIC-CXR-JPG
 has no sex or age, so those are "" and -1.
+
+No raw id reaches a record: patient_id / study_id are keyed pseudonyms, and source_path keeps
+only the layout folder, "files/<16 hex>/<16 hex>/<16 hex>/<16 hex>.jpg" (the pXX group, subject,
+study and dicom_id each replaced by its pseudonym; pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.chexpert.builder import LABEL_COLUMNS
 from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
     ManualBuilder,
     ManualBuilderConfig,
     PlannedExample,
@@ -151,9 +157,12 @@ class MimicCxr(ManualBuilder):
     """MIMIC-CXR-JPG chest radiographs with report text and CheXpert / NegBio labels."""
 
     name = "mimic_cxr"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [MimicCxrConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = ("files",)
 
     def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
         cfg = self.builder_config

@@ -6,6 +6,10 @@ Emphysema, Fibrosis, Pleural_Thickening and Hernia have no CheXpert column). Lab
 Splits: the official `test_list.txt` is `test`; `train_val_list.txt` is split by patient into
 `train` and a seeded `val` (val_fraction of patients, from split_seed). Both lists are
 patient-disjoint by construction, which the build checks.
+
+No raw id reaches a record: an image's name is its patient id and follow-up number, so
+source_path keeps only the image folders, "images_001/images/<16 hex>.png" (the file name
+replaced by its pseudonym; pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
     ManualBuilder,
     PlannedExample,
     RadiographConfig,
@@ -59,6 +65,7 @@ FINDING_NAMES: dict[str, str] = {
 NIH_FINDINGS: tuple[str, ...] = tuple(FINDING_NAMES.values())
 # Images ship in images/ or in the 12 archives' folders images_001/images ... images_012/images.
 IMAGE_FOLDERS = ("images", *(f"images_{i:03d}/images" for i in range(1, 13)))
+SOURCE_FOLDERS = tuple(dict.fromkeys(part for folder in IMAGE_FOLDERS for part in folder.split("/")))
 PATIENT_KIND = "nih_cxr14-patient"
 STUDY_KIND = "nih_cxr14-study"
 
@@ -104,9 +111,12 @@ class NihCxr14(ManualBuilder):
     """NIH ChestX-ray14 radiographs with its 14 findings plus no_finding (no reports)."""
 
     name = "nih_cxr14"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [NihCxr14Config()]
     LABEL_NAMES = NIH_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = SOURCE_FOLDERS
 
     def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
         cfg = self.builder_config

@@ -14,6 +14,9 @@ validation table (2,412 images) is split by patient into `train` and a seeded `v
 (val_fraction of its patients, from split_seed), so every split carries all four expert labels.
 NIH's text-mined labels have no fracture finding, which is why the rest of ChestX-ray14 is not
 used for training here (nih_cxr14 is the data set with those labels).
+
+No raw id reaches a record: source_path is pseudonymous as in nih_cxr14
+("images_001/images/<16 hex>.png"; pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -23,15 +26,23 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
     ManualBuilder,
     PlannedExample,
     RadiographConfig,
     planned_radiograph,
 )
 from radfm_jax.data.builders.manual_folder import find_first, read_csv_rows
-from radfm_jax.data.builders.nih_cxr14.builder import IMAGE_FOLDERS, PATIENT_KIND, STUDY_KIND, index_images
+from radfm_jax.data.builders.nih_cxr14.builder import (
+    IMAGE_FOLDERS,
+    PATIENT_KIND,
+    SOURCE_FOLDERS,
+    STUDY_KIND,
+    index_images,
+)
 from radfm_jax.data.builders.patient_splits import seeded_split
 from radfm_jax.data.builders.pseudonyms import Pseudonymizer
 from radfm_jax.data.builders.skips import DUPLICATE_ROW, MISSING_FILE, UNPARSEABLE_ROW, SkipLog
@@ -116,9 +127,12 @@ class NihCxr14Expert(ManualBuilder):
     """NIH ChestX-ray14 images relabelled by radiologists for four findings (no reports)."""
 
     name = "nih_cxr14_expert"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [NihCxr14ExpertConfig()]
     LABEL_NAMES = EXPERT_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = SOURCE_FOLDERS
 
     def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
         cfg = self.builder_config

@@ -10,6 +10,10 @@ Splits: there is no official one. Open-i's reports are de-identified per study w
 identifier, and the data set was collected as one study per patient, so each report is taken
 as one patient: a seeded, patient-level (= report-level) split into train / val / test; all
 images of a report stay together.
+
+No raw id reaches a record: an image's name carries its report's uid (CXR<uid>_...), so
+source_path keeps only the image folder, "NLMCXR_png/<16 hex>.png" (the file name replaced by its
+pseudonym; pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
     FractionSplitConfig,
     ManualBuilder,
     PlannedExample,
@@ -86,14 +91,17 @@ class OpenI(ManualBuilder):
     """Open-i / IU X-ray radiographs with reports, labeler-derived CheXpert labels and MeSH terms."""
 
     name = "openi"
-    # A new version whenever records change (1.1.0 views, 1.2.0 labels), so no old build is reused.
-    VERSION = tfds.core.Version("1.2.0")
+    # A new version whenever records change (1.1.0 views, 1.2.0 labels, 1.3.0 source_path), so
+    # no old build is reused.
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
                      "1.1.0": "view from indiana_projections.csv (else 'unknown'); views filter.",
-                     "1.2.0": "labels from the labeler that reads inline headers, negation scope, history."}
+                     "1.2.0": "labels from the labeler that reads inline headers, negation scope, history.",
+                     "1.3.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [OpenIConfig()]
     LABEL_NAMES = CHEXPERT_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = IMAGE_FOLDERS
 
     def _features(self) -> tfds.features.FeaturesDict:
         features = dict(manual_cxr_features(self.builder_config.spec.size[0], self.LABEL_NAMES))

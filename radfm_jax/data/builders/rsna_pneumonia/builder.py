@@ -13,6 +13,10 @@ Splits: Kaggle released no test labels, so every labelled image is split by a ha
 one image; it is the only patient key the release gives (the challenge's images come from NIH
 ChestX-ray14 with the NIH patient ids removed), so the split is disjoint in patientId, and images
 of one real patient may still fall into different splits.
+
+No raw id reaches a record: a file is named by its patientId, so source_path keeps only the
+images folder, "stage_2_train_images/<16 hex>.dcm" (the file name replaced by its pseudonym;
+pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from radfm_jax.data.builders.common import PlannedExample, planned_radiograph
+from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
+    PlannedExample,
+    planned_radiograph,
+)
 from radfm_jax.data.builders.dicom_radiograph import (
     DicomRadiographBuilder,
     SeededSplitConfig,
@@ -126,9 +134,12 @@ class RsnaPneumonia(DicomRadiographBuilder):
     """RSNA Pneumonia Detection Challenge radiographs with the pneumonia (Target) label."""
 
     name = "rsna_pneumonia"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [RsnaPneumoniaConfig()]
     LABEL_NAMES = RSNA_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = tuple(f"{stage}_train_images" for stage in STAGES)
 
     def _features(self) -> tfds.features.FeaturesDict:
         features = dict(manual_cxr_features(self.builder_config.spec.size[0], self.LABEL_NAMES))

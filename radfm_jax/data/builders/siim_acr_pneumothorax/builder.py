@@ -7,6 +7,11 @@ Splits: the labels of the challenge's final (stage 2) test images were never rel
 image the table labels is split by a hash of (split_seed, DICOM PatientID) into train / val /
 test (default 70 / 15 / 15 %); the PatientID is the release's (de-identified) patient key. With
 stage 2's stage_2_train.csv, the stage 1 test images (dicom-images-test/) are labelled too.
+
+No raw id reaches a record: the folders and file names are the StudyInstanceUID,
+SeriesInstanceUID and ImageId (SOPInstanceUID), so source_path keeps only the images folder,
+"dicom-images-train/<16 hex>/<16 hex>/<16 hex>.dcm" (each UID replaced by its pseudonym;
+pseudonyms.SourceFiles maps it back to the file with the key).
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import tensorflow_datasets as tfds
 
-from radfm_jax.data.builders.common import PlannedExample, planned_radiograph
+from radfm_jax.data.builders.common import (
+    PSEUDONYMOUS_SOURCE_NOTE,
+    PlannedExample,
+    planned_radiograph,
+)
 from radfm_jax.data.builders.dicom_radiograph import (
     DicomRadiographBuilder,
     SeededSplitConfig,
@@ -107,9 +117,12 @@ class SiimAcrPneumothorax(DicomRadiographBuilder):
     """SIIM-ACR Pneumothorax Segmentation radiographs with the pneumothorax (any mask) label."""
 
     name = "siim_acr_pneumothorax"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
     BUILDER_CONFIGS = [SiimAcrPneumothoraxConfig()]
     LABEL_NAMES = SIIM_FINDINGS
     LAYOUT = LAYOUT
+    SOURCE_FOLDERS = IMAGE_DIRS
 
     def _plan(self, manual_dir: Path, ids: Pseudonymizer, skips: SkipLog) -> list[PlannedExample]:
         cfg = self.builder_config
