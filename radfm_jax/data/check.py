@@ -1,6 +1,8 @@
-"""Leakage and balance checks of a prepared data set: patients shared between splits, duplicate
-images within and across splits (by a hash of the stored image bytes), and label prevalence per
-split. `radfm data check NAME` prints them and exits non-zero when patients overlap."""
+"""Integrity, leakage and balance checks of a prepared data set: damaged shard files (every
+record of every shard read, data/shards.py), patients shared between splits, duplicate images
+within and across splits (by a hash of the stored image bytes), and label prevalence per split.
+`radfm data check NAME` prints them and exits non-zero when shards are damaged (listing every
+one and the rebuild command; the other checks are skipped) or patients overlap."""
 
 from __future__ import annotations
 
@@ -9,16 +11,18 @@ import dataclasses
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from radfm_jax.config.overrides import apply_overrides
 from radfm_jax.config.schema import DataConfig, ExperimentConfig
+from radfm_jax.data import shards
 from radfm_jax.data.builders.registry import builder_class, label_names, prepare_dataset
 from radfm_jax.data.datasets import resolve_data_dir
 from radfm_jax.data.findings import LABEL_VALUE_NAMES
-from radfm_jax.errors import ConfigError
+from radfm_jax.errors import ConfigError, DataError
 
 _EXAMPLE_KEYS = 3
 
@@ -117,14 +121,37 @@ def data_config(name: str | None, overrides: Sequence[str], experiment: str | No
     return apply_overrides(base, overrides).data
 
 
+def check_shards(builder, data_cfg: DataConfig, data_dir) -> None:
+    """Read every record of every shard; print the damaged ones (all of them) and raise a
+    DataError with the rebuild command when there are any."""
+    files = shards.shard_files(builder)
+    if not files:
+        return
+    damaged = shards.find_damaged(builder)
+    if not damaged:
+        print(f"shard files: {len(files)}, every record readable")
+        return
+    directory = Path(builder.data_dir)
+    rebuild = shards.rebuild_command(data_cfg, directory, data_dir)
+    print(f"damaged shard files: {len(damaged)} of {len(files)} (the other checks are skipped)")
+    for item in damaged:
+        print(f"  {item.shard.path}  [{item.shard.split}] {item.reason}")
+    print(f"rebuild the data set with:\n  {rebuild}")
+    raise DataError(f"{len(damaged)} of {len(files)} shard files of the prepared data set {data_cfg.name} "
+                    f"are damaged (listed above); rebuild the data set with: {rebuild}")
+
+
 def run_check(name: str | None, overrides: Sequence[str], experiment: str | None = None) -> int:
     """`radfm data check`: prepare the data set if needed (with the preprocessing its recipe or
-    the named experiment trains with), print the checks; 1 when patients overlap between
-    splits, else 0."""
+    the named experiment trains with), check its shard files, print the checks; 1 when
+    patients overlap between splits, else 0. Damaged shards are listed and raise a DataError
+    (the CLI's one-line error, exit 2)."""
     data_cfg = data_config(name, overrides, experiment)
     print(f"checking {data_cfg.name} as built for training: {data_cfg.image_size} px images"
           + (f" ({experiment})" if experiment else " (its recipe's preprocessing)"))
-    builder = prepare_dataset(data_cfg, resolve_data_dir(data_cfg))
+    data_dir = resolve_data_dir(data_cfg)
+    builder = prepare_dataset(data_cfg, data_dir)
+    check_shards(builder, data_cfg, data_dir)
     result = check_dataset(builder)
     print(format_report(data_cfg.name, result))
     return 1 if result["patient_overlap"]["count"] else 0

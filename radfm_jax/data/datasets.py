@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from radfm_jax.config.schema import DataConfig
+from radfm_jax.data import shards
 from radfm_jax.data.builders import registry
 from radfm_jax.data.pipeline import prepare_tokenizer
 from radfm_jax.data.preprocessing import check_matches
 from radfm_jax.data.tokenizer import Tokenizer
-from radfm_jax.errors import ConfigError
+from radfm_jax.errors import ConfigError, DataError
 
 DEFAULT_DATA_DIR = Path("~/.cache/radfm_jax/data")
 
@@ -88,20 +89,30 @@ def resolve_data_dir(data_cfg: DataConfig) -> Path:
 
 def open_prepared(data_cfg: DataConfig) -> PreparedData:
     """Build the data set if it is missing (synthetic, or from data.manual_dir), check its
-    recorded preprocessing against the config, then open every split and the tokenizer."""
+    recorded preprocessing against the config and its shard files (shards.check_changed: a
+    DataError names every damaged one), then open every split and the tokenizer."""
     root = resolve_data_dir(data_cfg)
     builder = registry.prepare_dataset(data_cfg, root)
     recorded = registry.recorded_spec(builder)
     if recorded is not None:
         check_matches(recorded, type(builder).config_for(data_cfg).spec, dataset=data_cfg.name)
+    directory = Path(builder.data_dir)
+    rebuild = shards.rebuild_command(data_cfg, directory, root)
+    # Shards changed since last seen intact are read in full (a stat per shard otherwise), so a
+    # damaged one stops the run here, all of them named, not at whichever step first reads it.
+    damaged = shards.check_changed(builder)
+    if damaged:
+        raise DataError(shards.damaged_message(data_cfg.name, directory, damaged, rebuild))
     try:
         sources = dict(builder.as_data_source())
     except Exception as err:  # tfds raises several types for missing / damaged shards
-        raise ConfigError(
+        raise DataError(
             f"cannot read the prepared data set in {builder.data_dir} ({type(err).__name__}: {err}); "
-            "delete that folder to rebuild it"
+            f"rebuild it with: {rebuild}"
         ) from None
-    directory = Path(builder.data_dir)
+    # A read that fails later (a shard damaged since) names its shard file and the rebuild.
+    sources = {split: shards.ShardedSource(source, builder, split, data_cfg.name, rebuild)
+               for split, source in sources.items()}
     tokenizer = prepare_tokenizer(
         sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
     )
