@@ -75,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override a config field, e.g. --set batch_size=4096 (repeatable)")
     compile_.add_argument("--topology", default="local",
-                          help="a TPU slice such as v5e-256, v4-32, v5p-128, v6e-64 (needs the tpu "
-                               "extra: libtpu), or 'local' for this machine's devices (default)")
+                          help="a TPU slice such as v5e-256, v4-32, v5p-128, v6e-64, or several slices joined "
+                               "by DCN as <slice>x<slices> (v5e-256x2) (needs the tpu extra: libtpu), or "
+                               "'local' for this machine's devices (default)")
     compile_.add_argument("--peak-tflops", type=float, default=None,
                           help="peak bf16 TFLOP/s per device, for a chip the built-in table lacks")
     compile_.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")

@@ -175,12 +175,20 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Device mesh axis sizes; -1 takes the remaining devices (at most one axis may)."""
+    """Device mesh axis sizes within one slice; -1 takes the slice's remaining devices (at most
+    one axis may). A slice is a TPU slice of a multi-slice run; a single slice, a GPU box or a
+    CPU is one slice of every device. radfm_jax/parallel/mesh.py documents which device goes
+    where."""
 
     data: int = ranged(-1, gt=0, also=(-1,), note="-1 = the remaining devices")
     fsdp: int = ranged(1, gt=0, also=(-1,), note="-1 = the remaining devices")
     tensor: int = ranged(1, gt=0, also=(-1,), note="-1 = the remaining devices")
     rules: Literal["dp", "fsdp", "fsdp_tp"] = "fsdp"
+    # Multi-slice (DCN) data parallelism: the number of slices, by the devices' slice_index,
+    # that the data axis spans. The mesh's data axis is dcn_data x data, slice s holding data
+    # rows s*data .. (s+1)*data - 1; fsdp and tensor stay inside a slice. -1 = as many as the
+    # devices form (1 on one slice, a GPU box or a CPU); any other value must equal that count.
+    dcn_data: int = ranged(-1, gt=0, also=(-1,), note="-1 = the slices the devices form")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,14 +85,21 @@ def chip_for_device(device: Any, *, peak_flops: float | None = None) -> Chip | N
 
 @dataclasses.dataclass(frozen=True)
 class TpuTopology:
-    """A TPU slice such as "v5e-256": its chip, chip count and how libtpu names its shape."""
+    """A TPU slice such as "v5e-256", or several such slices joined by the data-centre network
+    ("v5e-256x2": two v5e-256 slices, 512 chips): its chip, chip count per slice, slice count
+    and how libtpu names its shape."""
 
     name: str
     chip: Chip
-    num_chips: int
-    topology_name: str  # e.g. "v5e:16x16"; the argument of get_topology_desc
+    num_chips: int  # per slice
+    topology_name: str  # e.g. "v5e:16x16" (one slice); the argument of get_topology_desc
     chip_config_name: str  # "megacore" (v4, v5p: two TensorCores, one device) or "default"
     wrap: tuple[bool, bool, bool]  # torus links closing each dimension
+    num_slices: int = 1  # slices over DCN (multi-slice)
+
+    @property
+    def total_chips(self) -> int:
+        return self.num_chips * self.num_slices
 
     def topology_desc_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `jax.experimental.topologies.get_topology_desc` (as MaxText's
@@ -102,7 +109,7 @@ class TpuTopology:
             topology_name=self.topology_name,
             chip_config_name=self.chip_config_name,
             chips_per_host_bounds=(2, 2, 1) if self.num_chips >= 4 else (1, 1, 1),
-            num_slices=1,
+            num_slices=self.num_slices,
             wrap=self.wrap,
         )
 
@@ -133,14 +140,19 @@ def _slice_names() -> list[str]:
 
 
 def parse_tpu_topology(name: str) -> TpuTopology:
-    """"v5e-256" -> TPU v5e, 256 chips, "v5e:16x16"; "v4-32" -> TPU v4, 16 chips, "v4:2x2x4"."""
-    match = re.fullmatch(r"(v4|v5p|v5e|v5litepod|v6e)-(\d+)", name.strip())
+    """"v5e-256" -> TPU v5e, 256 chips, "v5e:16x16"; "v4-32" -> TPU v4, 16 chips, "v4:2x2x4";
+    "v5e-256x2" -> two v5e-256 slices (multi-slice, joined by DCN)."""
+    match = re.fullmatch(r"(v4|v5p|v5e|v5litepod|v6e)-(\d+)(?:x(\d+))?", name.strip())
     if match is None:
         raise ConfigError(
             f"unknown TPU topology {name!r}; use <generation>-<size> with generation v4, v5p, "
-            "v5e (or v5litepod) or v6e, e.g. v5e-256, v4-32, v5p-128, v6e-64"
+            "v5e (or v5litepod) or v6e, e.g. v5e-256, v4-32, v5p-128, v6e-64, and "
+            "<generation>-<size>x<slices> for several slices, e.g. v5e-256x2"
         )
     generation, size = match.group(1), int(match.group(2))
+    slices = int(match.group(3) or 1)
+    if slices < 1:
+        raise ConfigError(f"TPU topology {name!r}: the slice count must be at least 1")
     chip, prefix, cores = _GENERATIONS[generation]
     grids = _GRIDS_2D if cores == 1 else _GRIDS_3D
     chips = size // cores
@@ -153,10 +165,11 @@ def parse_tpu_topology(name: str) -> TpuTopology:
     else:  # 3D: slices of whole 4x4x4 cubes are tori in every dimension
         wrap = (chips >= 64,) * 3
     return TpuTopology(
-        name=f"{generation}-{size}",
+        name=f"{generation}-{size}" + (f"x{slices}" if slices > 1 else ""),
         chip=chip,
         num_chips=chips,
         topology_name=f"{prefix}:{'x'.join(map(str, grid))}",
         chip_config_name="megacore" if cores == 2 else "default",
         wrap=wrap,
+        num_slices=slices,
     )

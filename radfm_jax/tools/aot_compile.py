@@ -3,12 +3,15 @@
 The step is built exactly as training builds it (train/experiment.py, with the config's
 model, optimizer, objective and mesh rules), lowered on abstract inputs
 (`jax.ShapeDtypeStruct`) and compiled either for this machine's devices ("local") or for a TPU
-slice such as "v5e-256" from this CPU host, through libtpu's compile-only devices. The report
+slice such as "v5e-256" from this CPU host, through libtpu's compile-only devices; "v5e-256x2"
+is two such slices joined by the data-centre network (multi-slice: the mesh's data axis spans
+the slices, radfm_jax/parallel/mesh.py). The report
 gives per-chip memory from XLA's memory analysis against the chip's HBM and a closed-form
 estimate, FLOPs per step from XLA's cost analysis and the analytic count, and the step time at
 peak FLOP/s.
 
     radfm compile --config experiments/synthetic_cxr/clip.py --topology v5e-256 --json aot.json
+    radfm compile --config experiments/synthetic_cxr/clip.py --topology v5e-256x2
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import jax
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
 from radfm_jax.parallel.chips import Chip, chip_for_device, parse_tpu_topology
-from radfm_jax.parallel.mesh import BATCH_AXES, batch_size_per_process
+from radfm_jax.parallel.mesh import BATCH_AXES, batch_size_per_process, group_by_slice
 from radfm_jax.tools.memory_estimate import estimate_memory_per_chip
 from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.flops import compiled_flops
@@ -45,7 +48,8 @@ class Target:
 
 
 def target_devices(topology: str, *, peak_flops: float | None = None) -> Target:
-    """"local": this process's devices; otherwise a TPU slice name such as "v5e-256"."""
+    """"local": this process's devices; otherwise a TPU slice name such as "v5e-256", or
+    several slices such as "v5e-256x2"."""
     if topology == LOCAL:
         devices = jax.devices()
         return Target(LOCAL, devices, chip_for_device(devices[0], peak_flops=peak_flops))
@@ -64,8 +68,9 @@ def target_devices(topology: str, *, peak_flops: float | None = None) -> Target:
 
 @functools.cache
 def _compile_only_devices(slice_name: str) -> list[Any]:
-    """libtpu's compile-only devices of a slice; cached because every call makes new device
-    objects, and a mesh and a sharding built from different calls do not match."""
+    """libtpu's compile-only devices of a slice (or slices: each device has its slice_index);
+    cached because every call makes new device objects, and a mesh and a sharding built from
+    different calls do not match."""
     from jax.experimental import topologies
 
     return list(topologies.get_topology_desc(**parse_tpu_topology(slice_name).topology_desc_kwargs()).devices)
@@ -138,6 +143,7 @@ class AotReport:
     xla_counts_loop_body_once: bool  # scan_layers: XLA's count sees each scanned block once
     peak_flops_per_device: float | None
     xla_estimated_step_s: float | None
+    num_slices: int = 1  # TPU slices joined by DCN; the mesh's data axis spans them
 
     @property
     def estimated_total_bytes(self) -> float:
@@ -204,6 +210,7 @@ def compile_train_step(config: ExperimentConfig, topology: str = LOCAL, *,
         xla_counts_loop_body_once=config.model.scan_layers,
         peak_flops_per_device=target.chip.peak_bf16_flops if target.chip else None,
         xla_estimated_step_s=_xla_seconds(compiled),
+        num_slices=len(group_by_slice(target.devices)),
     )
 
 
@@ -236,9 +243,15 @@ def format_report(report: AotReport) -> str:
     )
     loop_note = " (scanned blocks counted once)" if report.xla_counts_loop_body_once else ""
     fits = {None: "unknown chip", True: "yes", False: "NO"}[report.fits]
+    devices = f"{report.num_devices} x {report.device_kind}"
+    mesh = " ".join(f"{k}={v}" for k, v in report.mesh.items())
+    if report.num_slices > 1:
+        devices = (f"{report.num_slices} slices x {report.num_devices // report.num_slices} "
+                   f"x {report.device_kind} ({report.num_devices} devices)")
+        mesh += f" (data across the {report.num_slices} slices over DCN)"
     rows = [
-        ("topology", f"{report.topology}: {report.num_devices} x {report.device_kind}"),
-        ("mesh", " ".join(f"{k}={v}" for k, v in report.mesh.items())),
+        ("topology", f"{report.topology}: {devices}"),
+        ("mesh", mesh),
         ("parameters", f"{report.parameters:,}"),
         ("global batch", f"{report.batch_size}"),
         ("compile time", f"{report.compile_s:.1f} s"),

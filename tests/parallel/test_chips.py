@@ -80,8 +80,20 @@ def test_torus_wrap_only_on_full_pod_edges_and_cubes():
     assert chips.parse_tpu_topology("v4-64").wrap == (False, False, False)
 
 
+def test_multi_slice_names():
+    # "<slice>x<slices>": slices of one size joined by DCN (libtpu's num_slices).
+    two = chips.parse_tpu_topology("v5e-256x2")
+    assert (two.name, two.num_chips, two.num_slices, two.total_chips) == ("v5e-256x2", 256, 2, 512)
+    assert two.topology_name == "v5e:16x16" and two.chip == chips.TPU_V5E
+    assert two.topology_desc_kwargs()["num_slices"] == 2
+    assert chips.parse_tpu_topology("v4-32x4").total_chips == 64
+    one = chips.parse_tpu_topology("v5e-256x1")
+    assert one.name == "v5e-256" and one.num_slices == 1 and one.topology_desc_kwargs()["num_slices"] == 1
+
+
 @pytest.mark.parametrize("name, message", [
     ("v5e-12", "valid sizes: v5e-1, v5e-4"), ("v4-6", "no v4 slice"), ("v7-8", "unknown TPU"), ("local", "unknown TPU"),
+    ("v5e-256x0", "slice count must be at least 1"), ("v5e-256x", "unknown TPU"), ("v5e-12x2", "no v5e slice"),
 ])
 def test_bad_slice_names_name_the_valid_ones(name, message):
     with pytest.raises(ConfigError, match=message):
@@ -97,3 +109,13 @@ def test_libtpu_builds_each_slice_with_the_table_chip(name):
     devices = topologies.get_topology_desc(**slice_.topology_desc_kwargs()).devices
     assert len(devices) == slice_.num_chips
     assert {chips.chip_for_device(d) for d in devices} == {slice_.chip}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs libtpu (the tpu extra)")
+def test_libtpu_builds_two_slices_with_slice_indices():
+    from jax.experimental import topologies
+
+    slice_ = chips.parse_tpu_topology("v5e-8x2")
+    devices = topologies.get_topology_desc(**slice_.topology_desc_kwargs()).devices
+    assert len(devices) == slice_.total_chips == 16
+    assert sorted(d.slice_index for d in devices) == [0] * 8 + [1] * 8
