@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
-
 import numpy as np
+from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -19,15 +18,16 @@ from radfm_jax.evals.calibration import ReliabilityCurve
 _COLUMNS = 4
 
 
-def _write(figure: Figure, path: str | Path) -> Path:
-    out = Path(path)
+def _write(figure: Figure, path: epath.PathLike) -> epath.Path:
+    out = epath.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    with out.open("wb") as file:  # through epath: gs:// workdirs too
+        figure.savefig(file, format="png", dpi=110)
     return out
 
 
-def reliability_diagram(curves: Mapping[str, ReliabilityCurve], path: str | Path) -> Path:
+def reliability_diagram(curves: Mapping[str, ReliabilityCurve], path: epath.PathLike) -> epath.Path:
     """One panel per finding (a grid of up to four columns): observed frequency against mean
     predicted probability per bin, the diagonal of perfect calibration, and the bin counts."""
     if not curves:
@@ -65,7 +65,7 @@ def _groups_by_attribute(report: Mapping[str, object]) -> dict[str, list[str]]:
     return groups
 
 
-def subgroup_plot(report: Mapping[str, object], path: str | Path) -> Path:
+def subgroup_plot(report: Mapping[str, object], path: epath.PathLike) -> epath.Path:
     """One panel per attribute: TPR and FPR of each group at the global threshold with their
     intervals, from a :func:`radfm_jax.evals.subgroups.subgroup_report`; skipped groups are
     labelled and left empty."""

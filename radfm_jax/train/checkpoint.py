@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grain
@@ -20,11 +19,12 @@ from etils import epath
 from radfm_jax.errors import CheckpointError, DamagedCheckpointError
 from radfm_jax.reporting import filter_abandoned_reads
 from radfm_jax.train.integrity import array_checksums, leaf_name, mismatched
+from radfm_jax.train.paths import workdir_path
 
 DAMAGED_DIR = "damaged_checkpoints"
 
 
-def make_manager(workdir: Path, *, keep: int) -> ocp.CheckpointManager:
+def make_manager(workdir: epath.PathLike, *, keep: int) -> ocp.CheckpointManager:
     """The loop decides when to save (every checkpoint_every steps, the last step, on SIGTERM)."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
@@ -32,7 +32,7 @@ def make_manager(workdir: Path, *, keep: int) -> ocp.CheckpointManager:
         create=True,
     )
     return ocp.CheckpointManager(
-        (Path(workdir) / "checkpoints").absolute(),
+        workdir_path(workdir) / "checkpoints",
         item_names=("state", "data", "metadata"),
         options=options,
     )
@@ -73,7 +73,7 @@ def restore(
     Raises DamagedCheckpointError when the step's files cannot be read or its arrays differ
     from their checksums at save; CheckpointError, with what to do, when they were written by
     a model of other shapes or by another number of processes."""
-    path = Path(manager.directory) / str(step)
+    path = epath.Path(manager.directory) / str(step)
     _check_compatible(path, abstract_state)
     target = jax.tree.map(
         lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
@@ -95,7 +95,7 @@ def restore(
     return restored.state, restored.metadata
 
 
-def _check_process_count(path: Path) -> None:
+def _check_process_count(path: epath.Path) -> None:
     """Each process resumes its own slice of the data order, so the count must not change."""
     wanted = path / "data" / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
     if wanted.is_file():
@@ -110,7 +110,7 @@ def _check_process_count(path: Path) -> None:
     )
 
 
-def _unreadable(path: Path, err: Exception) -> DamagedCheckpointError:
+def _unreadable(path: epath.Path, err: Exception) -> DamagedCheckpointError:
     detail = str(err).split("[tensorstore_spec=")[0].strip().splitlines()
     detail = detail[0] if detail else ""
     if len(detail) > 300:
@@ -118,7 +118,7 @@ def _unreadable(path: Path, err: Exception) -> DamagedCheckpointError:
     return _damaged(path, f"cannot read it: {type(err).__name__}: {detail}")
 
 
-def _damaged(path: Path, why: str) -> DamagedCheckpointError:
+def _damaged(path: epath.Path, why: str) -> DamagedCheckpointError:
     return DamagedCheckpointError(
         f"the checkpoint at {path} is damaged or incomplete ({why}): move that step folder out of "
         "checkpoints/ to resume from an earlier step, or start in a new workdir",
@@ -126,10 +126,10 @@ def _damaged(path: Path, why: str) -> DamagedCheckpointError:
     )
 
 
-def set_aside(manager: ocp.CheckpointManager, step: int) -> Path:
+def set_aside(manager: ocp.CheckpointManager, step: int) -> epath.Path:
     """Move a damaged step out of checkpoints/ into WORKDIR/damaged_checkpoints/ (kept for the
     user, never deleted) and make the manager forget it; returns where it went."""
-    source = Path(manager.directory) / str(step)
+    source = epath.Path(manager.directory) / str(step)
     target = source.parent.parent / DAMAGED_DIR / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
     target.parent.mkdir(parents=True, exist_ok=True)
     source.rename(target)
@@ -142,7 +142,7 @@ def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     return {leaf_name(path): tuple(getattr(leaf, "shape", ())) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _check_compatible(path: Path, abstract_state: Any) -> None:
+def _check_compatible(path: epath.Path, abstract_state: Any) -> None:
     """Compare the stored arrays' names and shapes with the state this config builds, so a
     checkpoint of another model gets a message naming the parameters, not an orbax error."""
     handler = ocp.StandardCheckpointHandler()

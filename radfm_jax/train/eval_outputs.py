@@ -5,7 +5,8 @@ training and by `radfm eval` alike."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+
+from etils import epath
 
 from radfm_jax.evals.evaluators import Evaluator, write_artifacts
 from radfm_jax.evals.manifest import evaluation_manifest, params_sha256, split_summaries
@@ -15,7 +16,7 @@ from radfm_jax.train.metric_writer import MetricWriter
 
 
 def record_evaluation(writer: MetricWriter | None, exp: Experiment, step: int, params: dict,
-                      evaluators: Sequence[Evaluator], results: dict[str, float]) -> Path | None:
+                      evaluators: Sequence[Evaluator], results: dict[str, float]) -> epath.Path | None:
     """Every process calls this (the parameter hash gathers from all); the primary one, which
     holds the writer, writes. Returns the metrics file's path there."""
     params_hash = params_sha256(params)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
+
+from etils import epath
 
 from radfm_jax.config.loading import validate
 from radfm_jax.config.overrides import apply_overrides
@@ -20,12 +21,13 @@ from radfm_jax.train import checkpoint
 from radfm_jax.train.eval_outputs import record_evaluation
 from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
+from radfm_jax.train.paths import workdir_path
 from radfm_jax.train.workdir import read_config
 
 log = logging.getLogger(__name__)
 
 
-def _restore(workdir: Path, step: int | None, overrides: list[str], verb: str):
+def _restore(workdir: epath.Path, step: int | None, overrides: list[str], verb: str):
     """The workdir's experiment (eval.* overrides applied) and its chosen checkpoint."""
     config = read_config(workdir)
     bad = [item for item in overrides if not item.startswith("eval.")]
@@ -48,8 +50,8 @@ def _restore(workdir: Path, step: int | None, overrides: list[str], verb: str):
     return exp, step, state
 
 
-def evaluate_workdir(workdir: str | Path, *, step: int | None = None, overrides: list[str] = ()) -> dict:
-    workdir = Path(workdir)
+def evaluate_workdir(workdir: epath.PathLike, *, step: int | None = None, overrides: list[str] = ()) -> dict:
+    workdir = workdir_path(workdir)
     exp, step, state = _restore(workdir, step, overrides, "eval")
     evaluators = exp.evaluators()
     results = evaluate_all(evaluators, state.params)
@@ -64,15 +66,15 @@ def evaluate_workdir(workdir: str | Path, *, step: int | None = None, overrides:
     return results
 
 
-def generate_workdir(workdir: str | Path, out: str | Path | None = None, *, step: int | None = None,
-                     overrides: list[str] = ()) -> Path:
+def generate_workdir(workdir: epath.PathLike, out: epath.PathLike | None = None, *, step: int | None = None,
+                     overrides: list[str] = ()) -> epath.Path:
     """Generated and reference reports of eval.split (eval.generate.* decoding, first
     eval.generate.max_examples studies) as JSONL: one {"index", "generated", "reference"} per line.
     Refuses to overwrite an existing file."""
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     exp, step, state = _restore(workdir, step, overrides, "generate")
     config = exp.config
-    out = Path(out) if out else workdir / "generated" / f"{config.eval.split}_step_{step:08d}.jsonl"
+    out = epath.Path(out) if out else workdir / "generated" / f"{config.eval.split}_step_{step:08d}.jsonl"
     if out.exists():
         raise ConfigError(f"{out} exists; pass another --out or remove it")
     split = config.eval.split
@@ -88,14 +90,14 @@ def generate_workdir(workdir: str | Path, out: str | Path | None = None, *, step
     generated = generator.generate(state.params)
     if multihost.is_primary():
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "x") as f:
-            for index, (text, reference) in enumerate(zip(generated, generator.references)):
-                f.write(json.dumps({"index": index, "generated": text, "reference": reference}) + "\n")
+        lines = (json.dumps({"index": index, "generated": text, "reference": reference}) + "\n"
+                 for index, (text, reference) in enumerate(zip(generated, generator.references)))
+        out.write_text("".join(lines))  # checked absent above (object stores have no exclusive create)
         print(f"wrote {len(generated)} generated reports of step {step} to {out}")
     return out
 
 
-def _latest_predictions(workdir: Path, step: int | None, kind: str) -> tuple[int, Path, Path]:
+def _latest_predictions(workdir: epath.Path, step: int | None, kind: str) -> tuple[int, epath.Path, epath.Path]:
     """(step, predictions file, manifest) of `workdir`'s evaluation at `step` (default: the
     latest with `kind` predictions)."""
     eval_dir = workdir / "eval"
@@ -112,12 +114,12 @@ def _latest_predictions(workdir: Path, step: int | None, kind: str) -> tuple[int
     return step, steps[step], manifest
 
 
-def compare_workdirs(workdir_a: str | Path, workdir_b: str | Path, *, step_a: int | None = None,
+def compare_workdirs(workdir_a: epath.PathLike, workdir_b: epath.PathLike, *, step_a: int | None = None,
                      step_b: int | None = None, kind: str = "classification", n_resamples: int = 1000,
                      seed: int = 0) -> dict[str, float]:
     """`radfm eval --compare A B`: per finding, A's AUROC minus B's on the same studies with a
     paired patient-bootstrap interval; written to A's eval/ folder (never over a file)."""
-    a, b = Path(workdir_a), Path(workdir_b)
+    a, b = workdir_path(workdir_a), workdir_path(workdir_b)
     step_a, predictions_a, manifest_a = _latest_predictions(a, step_a, kind)
     step_b, predictions_b, manifest_b = _latest_predictions(b, step_b, kind)
     results = compare_predictions(read_predictions(predictions_a), read_predictions(predictions_b),

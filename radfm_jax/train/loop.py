@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from tqdm import tqdm
 
 import radfm_jax
@@ -28,6 +28,7 @@ from radfm_jax.train.experiment import Experiment
 from radfm_jax.train.flops import ThroughputMeter
 from radfm_jax.train.integrity import all_finite
 from radfm_jax.train.metric_writer import MetricWriter, format_eval_table
+from radfm_jax.train.paths import is_local, workdir_path
 from radfm_jax.train.step import CompiledStep
 from radfm_jax.train.workdir import check_workdir, claim_workdir
 from radfm_jax.train.workdir_lock import WorkdirLock
@@ -64,23 +65,26 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(config: ExperimentConfig, workdir: str | Path, *, allow_config_change: bool = False,
+def train(config: ExperimentConfig, workdir: epath.PathLike, *, allow_config_change: bool = False,
           resume_from_previous: bool = False) -> dict:
     """Train (or resume) in `workdir`; returns the last evaluation results ({} if none).
     `resume_from_previous`: a damaged newest checkpoint is moved to damaged_checkpoints/ and
     the run resumes from the newest one that restores and verifies."""
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     check_workdir(workdir, config, allow_config_change=allow_config_change)
     exp = Experiment.build(config)  # data and model problems surface before the workdir is touched
     # Every process has checked the workdir before process 0 writes config.json, and none
     # creates checkpoints/ before it has.
     multihost.sync("radfm: workdir checked")
-    # One run per workdir: held until everything is saved and closed.
-    with WorkdirLock(workdir, enabled=multihost.is_primary()):
+    # One run per workdir: held until everything is saved and closed. Object stores have no
+    # exclusive create to build the lock on.
+    if not is_local(workdir):
+        log.warning("no workdir lock on %s: make sure no other run uses it", workdir)
+    with WorkdirLock(workdir, enabled=multihost.is_primary() and is_local(workdir)):
         return _train_locked(config, exp, workdir, allow_config_change, resume_from_previous)
 
 
-def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: Path, allow_config_change: bool,
+def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: epath.Path, allow_config_change: bool,
                   resume_from_previous: bool) -> dict:
     if multihost.is_primary():
         claim_workdir(workdir, config, allow_config_change=allow_config_change)
@@ -176,7 +180,7 @@ def _nonfinite(what: str, manager) -> NonFiniteError:
     manager.wait_until_finished()
     step = manager.latest_step()
     where = ("no checkpoint was saved, so a rerun starts from the beginning" if step is None else
-             f"the last good checkpoint is step {step} ({Path(manager.directory) / str(step)}), nothing "
+             f"the last good checkpoint is step {step} ({epath.Path(manager.directory) / str(step)}), nothing "
              "after it was saved and a rerun resumes from it")
     return NonFiniteError(f"{what}; {where}. Lower optim.learning_rate (with --allow-config-change) or "
                           "check the data")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
+from etils import epath
 from tensorboardX import SummaryWriter
+
+from radfm_jax.train.paths import is_local, workdir_path
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -18,14 +21,38 @@ def _jsonable(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class _LineFile:
+    """A JSONL file that grows a line at a time: appended to on a POSIX file system, rewritten
+    whole on an object store (gs:// objects cannot be appended to)."""
+
+    def __init__(self, path: epath.Path):
+        self._path = path
+        self._local = is_local(path)
+        if self._local:
+            self._file = open(path, "a", buffering=1)
+        else:
+            self._lines = path.read_text() if path.exists() else ""
+
+    def write(self, line: str) -> None:
+        if self._local:
+            self._file.write(line)
+        else:
+            self._lines += line
+            self._path.write_text(self._lines)
+
+    def close(self) -> None:
+        if self._local:
+            self._file.close()
+
+
 class MetricWriter:
-    def __init__(self, workdir: Path, *, resume_step: int | None):
+    def __init__(self, workdir: epath.PathLike, *, resume_step: int | None):
         """resume_step: the step training continues from (None when only evaluating)."""
-        self._workdir = Path(workdir)
+        self._workdir = workdir_path(workdir)
         if resume_step is not None:
             self._drop_lines_after(resume_step)
-        self._file = open(self._workdir / METRICS_FILE, "a", buffering=1)
-        self._tensorboard = SummaryWriter(str(self._workdir / "tensorboard"))
+        self._file = _LineFile(self._workdir / METRICS_FILE)
+        self._tensorboard = SummaryWriter(os.fspath(self._workdir / "tensorboard"))
 
     def _drop_lines_after(self, step: int) -> None:
         """A run that died after its last checkpoint logged steps it will now redo: move
@@ -38,8 +65,9 @@ class MetricWriter:
             if line.strip():
                 (dropped if json.loads(line)["step"] > step else kept).append(line)
         if dropped:
-            with open(self._workdir / "metrics.dropped.jsonl", "a") as out:
-                out.write("\n".join(dropped) + "\n")
+            out = _LineFile(self._workdir / "metrics.dropped.jsonl")
+            out.write("\n".join(dropped) + "\n")
+            out.close()
             path.write_text("".join(line + "\n" for line in kept))
 
     def write_train(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -48,7 +76,7 @@ class MetricWriter:
         for key, value in metrics.items():
             self._tensorboard.add_scalar(f"train/{key}", float(value), step)
 
-    def write_eval(self, step: int, results: Mapping[str, float]) -> Path:
+    def write_eval(self, step: int, results: Mapping[str, float]) -> epath.Path:
         eval_dir = self._workdir / "eval"
         eval_dir.mkdir(exist_ok=True)
         stem = f"step_{step:08d}"
@@ -67,7 +95,7 @@ class MetricWriter:
             self._tensorboard.add_scalar(key.replace("@", "_at_"), float(value), step)
         return path
 
-    def write_manifest(self, step: int, manifest: Mapping[str, Any]) -> Path:
+    def write_manifest(self, step: int, manifest: Mapping[str, Any]) -> epath.Path:
         """eval/step_<8 digits>.manifest.json: what the evaluation of `step` ran on."""
         path = self._workdir / "eval" / f"step_{step:08d}.manifest.json"
         path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -4,18 +4,17 @@ model's, parameter by parameter, with every mismatch named."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from etils import epath
 
 from radfm_jax.config.schema import InitConfig
 from radfm_jax.errors import CheckpointError, ConfigError
 from radfm_jax.objectives import OBJECTIVES
 from radfm_jax.train.checkpoint import make_manager
+from radfm_jax.train.paths import workdir_path
 from radfm_jax.train.workdir import read_config
 
 Tower = dict[str, Any]
@@ -48,7 +47,7 @@ def _unflatten(flat: dict[tuple, Any]) -> dict:
 
 def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str]:
     """(the image tower's parameters as NumPy arrays, a description of where they came from)."""
-    workdir = Path(init.workdir)
+    workdir = workdir_path(init.workdir)
     source = read_config(workdir)
     tower_path = OBJECTIVES[source.objective.name].image_tower_path
     manager = make_manager(workdir, keep=source.keep_checkpoints)
@@ -61,7 +60,7 @@ def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str]:
     step = init.step or steps[-1]
     if step not in steps:
         raise ConfigError(f"init.step={step}: '{workdir}' has checkpoints for steps {steps}")
-    state_dir = epath.Path((workdir / "checkpoints" / str(step) / "state").absolute())
+    state_dir = workdir / "checkpoints" / str(step) / "state"
     checkpointer = ocp.PyTreeCheckpointer()
     try:
         stored = checkpointer.metadata(state_dir).item_metadata.tree

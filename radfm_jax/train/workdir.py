@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+
+from etils import epath
 
 from radfm_jax.config.overrides import field_paths, from_dict, to_dict
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
+from radfm_jax.train.paths import workdir_path
 from radfm_jax.train.workdir_lock import is_lock_file
 
 CONFIG_FILE = "config.json"
@@ -19,8 +21,8 @@ def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str
     return [f"{key}: {old_fields[key]!r} -> {new_fields[key]!r}" for key in new_fields if old_fields.get(key) != new_fields[key]]
 
 
-def read_config(workdir: Path) -> ExperimentConfig:
-    path = Path(workdir) / CONFIG_FILE
+def read_config(workdir: epath.PathLike) -> ExperimentConfig:
+    path = workdir_path(workdir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path} not found: '{workdir}' is not a radfm workdir (train into it first)")
     try:
@@ -29,12 +31,12 @@ def read_config(workdir: Path) -> ExperimentConfig:
         raise ConfigError(f"{path} is not a valid radfm config ({err}); restore it or use a new workdir") from None
 
 
-def check_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_change: bool) -> bool:
+def check_workdir(workdir: epath.PathLike, config: ExperimentConfig, *, allow_config_change: bool) -> bool:
     """Refuse a workdir that holds something else; returns whether config.json must be written.
 
     Read-only, so a run can fail on its data or model before it has touched the workdir.
     """
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     path = workdir / CONFIG_FILE
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"workdir '{workdir}' exists and is not a directory; choose another path")
@@ -55,9 +57,9 @@ def check_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_chang
     return True
 
 
-def claim_workdir(workdir: Path, config: ExperimentConfig, *, allow_config_change: bool) -> None:
+def claim_workdir(workdir: epath.PathLike, config: ExperimentConfig, *, allow_config_change: bool) -> None:
     """Write config.json after check_workdir; a replaced config is kept as config.<time>.json."""
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     if not check_workdir(workdir, config, allow_config_change=allow_config_change):
         return
     path = workdir / CONFIG_FILE

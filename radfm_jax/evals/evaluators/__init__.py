@@ -6,8 +6,8 @@ from `radfm eval`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from etils import epath
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import ExperimentConfig
@@ -116,9 +116,9 @@ def evaluate_all(evaluators: Sequence[Evaluator], params: dict) -> dict[str, flo
     return results
 
 
-def write_artifacts(evaluators: Sequence[Evaluator], folder: Path, step: int) -> list[Path]:
+def write_artifacts(evaluators: Sequence[Evaluator], folder: epath.Path, step: int) -> list[epath.Path]:
     """Figures and per-study predictions of the evaluators that keep them (after a call)."""
-    paths: list[Path] = []
+    paths: list[epath.Path] = []
     for evaluator in evaluators:
         write = getattr(evaluator, "write_artifacts", None)
         if write is not None:

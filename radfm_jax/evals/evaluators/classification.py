@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import DataConfig, EvalConfig
@@ -186,18 +186,18 @@ class ClassificationEvaluator:
                         if isinstance(value, (int, float)) and not isinstance(value, bool)})
         return curve, report
 
-    def write_artifacts(self, folder: Path, step: int) -> list[Path]:
+    def write_artifacts(self, folder: epath.Path, step: int) -> list[epath.Path]:
         """Reliability diagrams, subgroup plots and report, predictions of the last call."""
         if not self._artifacts:
             return []
-        stem = Path(folder) / f"step_{step:08d}"
+        stem = epath.Path(folder) / f"step_{step:08d}"
         paths = []
         if self._artifacts["curves"]:
             paths.append(reliability_diagram(self._artifacts["curves"], f"{stem}.reliability.png"))
         for finding, report in self._artifacts["subgroups"].items():
             paths.append(subgroup_plot(report, f"{stem}.subgroups.{finding}.png"))
         if self._artifacts["subgroups"]:
-            path = Path(f"{stem}.subgroups.json")
+            path = epath.Path(f"{stem}.subgroups.json")
             path.write_text(json.dumps(self._artifacts["subgroups"], indent=2, default=str) + "\n")
             paths.append(path)
         paths.append(write_predictions(f"{stem}.{PREFIX}.predictions.npz", PREFIX, self._artifacts["logits"],

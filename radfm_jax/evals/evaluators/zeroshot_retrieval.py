@@ -6,10 +6,10 @@ every process, so all of them compute the same metrics."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import DataConfig, EvalConfig
@@ -97,10 +97,10 @@ class ZeroshotRetrievalEvaluator:
                                                **options))
         return results
 
-    def write_artifacts(self, folder: Path, step: int) -> list[Path]:
+    def write_artifacts(self, folder: epath.Path, step: int) -> list[epath.Path]:
         """The zero-shot scores of the last call, per study (for `radfm eval --compare`)."""
         if self._scores is None:
             return []
         metadata = read_metadata(self._source, self._cfg.max_examples)
-        path = Path(folder) / f"step_{step:08d}.zeroshot.predictions.npz"
+        path = epath.Path(folder) / f"step_{step:08d}.zeroshot.predictions.npz"
         return [write_predictions(path, "zeroshot", self._scores, self._labels, metadata, self._label_names)]
