@@ -176,6 +176,14 @@ def test_unusable_data_dir(tmp_path, data_dir, kind):
     assert blocker.read_text() == "x"
 
 
+def test_object_store_data_dir_is_refused_without_making_a_local_folder(tmp_path, data_dir):
+    result = radfm("train", "--config", SMOKE, "--workdir", str(tmp_path / "run"),
+                   "--set", "data.data_dir=gs://bucket/data", data_dir=data_dir)
+    message = one_line_error(result)
+    assert "'gs://bucket/data'" in message and "object store" in message and "mount" in message
+    assert not (REPO / "gs:").exists() and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("kind", ["empty", "missing", "other-files"])
 def test_eval_on_a_folder_that_is_not_a_workdir(tmp_path, data_dir, kind):
     folder = tmp_path / "folder"

@@ -69,6 +69,11 @@ def _text(value: Any) -> str:
 def resolve_data_dir(data_cfg: DataConfig) -> Path:
     """data.data_dir, else $RADFM_DATA_DIR, else ~/.cache/radfm_jax/data."""
     raw = data_cfg.data_dir or os.environ.get("RADFM_DATA_DIR") or str(DEFAULT_DATA_DIR)
+    if "://" in raw:  # pathlib would quietly make a local folder named "gs:"
+        raise ConfigError(
+            f"data directory '{raw}' is on an object store; prepared data sets are read from a local "
+            "or mounted file system: copy the prepared folder to local disk, or mount the bucket "
+            "(gcsfuse), and set data.data_dir to that path (workdirs may be gs://)")
     path = Path(raw).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"data directory '{path}' is a file; set data.data_dir to a folder")
