@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -125,6 +126,10 @@ def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: epath.Path
         manager.wait_until_finished()  # a failed asynchronous save surfaces here
     except Exception as err:
         _close_quietly(manager)  # the error being raised says what went wrong
+        if writer:
+            with contextlib.suppress(Exception):  # a full disk fails this too; the error raised says so
+                writer.close()
+            writer = None
         full = out_of_space(err)
         if full is None:
             raise

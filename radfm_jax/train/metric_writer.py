@@ -102,8 +102,12 @@ class MetricWriter:
         return path
 
     def close(self) -> None:
-        self._file.close()
-        self._tensorboard.close()
+        # Stop tensorboard's writer thread even when the metrics file fails to flush (a full
+        # disk): left running, it dies noisily at interpreter exit.
+        try:
+            self._file.close()
+        finally:
+            self._tensorboard.close()
 
 
 def format_eval_table(results: Mapping[str, float]) -> str:
