@@ -9,7 +9,10 @@ import time
 from typing import Any, Mapping
 
 from etils import epath
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto import event_pb2
+from tensorboardX.record_writer import directory_check
+from tensorboardX.summary import scalar
 
 from radfm_jax.train.paths import is_local, workdir_path
 
@@ -45,6 +48,26 @@ class _LineFile:
             self._file.close()
 
 
+class _EventFile:
+    """TensorBoard scalars, written and flushed by the caller on log steps. tensorboardX's
+    SummaryWriter writes from a thread that dies on a full disk and then blocks the trainer
+    forever on its full queue; here a failed write raises where training can report it."""
+
+    def __init__(self, logdir: str):
+        directory_check(logdir)
+        self._events = EventsWriter(os.path.join(logdir, "events"))
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        event = event_pb2.Event(wall_time=time.time(), step=step)
+        for tag, value in scalars.items():
+            event.summary.value.extend(scalar(tag, float(value)).value)
+        self._events.write_event(event)
+        self._events.flush()
+
+    def close(self) -> None:
+        self._events.close()
+
+
 class MetricWriter:
     def __init__(self, workdir: epath.PathLike, *, resume_step: int | None):
         """resume_step: the step training continues from (None when only evaluating)."""
@@ -52,7 +75,7 @@ class MetricWriter:
         if resume_step is not None:
             self._drop_lines_after(resume_step)
         self._file = _LineFile(self._workdir / METRICS_FILE)
-        self._tensorboard = SummaryWriter(os.fspath(self._workdir / "tensorboard"))
+        self._tensorboard = _EventFile(os.fspath(self._workdir / "tensorboard"))
 
     def _drop_lines_after(self, step: int) -> None:
         """A run that died after its last checkpoint logged steps it will now redo: move
@@ -73,8 +96,7 @@ class MetricWriter:
     def write_train(self, step: int, metrics: Mapping[str, float]) -> None:
         record = {"step": step, **{key: _jsonable(value) for key, value in metrics.items()}}
         self._file.write(json.dumps(record) + "\n")
-        for key, value in metrics.items():
-            self._tensorboard.add_scalar(f"train/{key}", float(value), step)
+        self._tensorboard.write(step, {f"train/{key}": value for key, value in metrics.items()})
 
     def write_eval(self, step: int, results: Mapping[str, float]) -> epath.Path:
         eval_dir = self._workdir / "eval"
@@ -91,8 +113,7 @@ class MetricWriter:
                 if not kind[:8].isdigit():  # not already set aside
                     earlier.rename(eval_dir / f"{stem}.{stamp}.{kind}")
         path.write_text(text)
-        for key, value in results.items():
-            self._tensorboard.add_scalar(key.replace("@", "_at_"), float(value), step)
+        self._tensorboard.write(step, {key.replace("@", "_at_"): value for key, value in results.items()})
         return path
 
     def write_manifest(self, step: int, manifest: Mapping[str, Any]) -> epath.Path:
@@ -102,9 +123,7 @@ class MetricWriter:
         return path
 
     def close(self) -> None:
-        # Stop tensorboard's writer thread even when the metrics file fails to flush (a full
-        # disk): left running, it dies noisily at interpreter exit.
-        try:
+        try:  # close the event file even when the metrics file fails to flush (a full disk)
             self._file.close()
         finally:
             self._tensorboard.close()

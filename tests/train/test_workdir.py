@@ -68,3 +68,30 @@ def test_eval_results_with_other_values_keep_the_earlier_file(tmp_path):
     earlier = json.loads((tmp_path / "eval" / files[0]).read_text())
     assert earlier == {"zeroshot/auroc_mean": 0.5}
     assert json.loads((tmp_path / "eval" / "step_00000007.json").read_text()) == {"zeroshot/auroc_mean": 0.75}
+
+
+def _tfrecords(path):
+    """The payloads of a TFRecord file, read with the format's own framing (length, CRC)."""
+    import struct
+
+    data, records, at = path.read_bytes(), [], 0
+    while at < len(data):
+        (length,) = struct.unpack("<Q", data[at:at + 8])
+        records.append(data[at + 12:at + 12 + length])
+        at += 12 + length + 4
+    return records
+
+
+def test_tensorboard_scalars_are_on_disk_at_each_log_step_with_their_values(tmp_path):
+    from tensorboardX.proto import event_pb2
+
+    writer = MetricWriter(tmp_path, resume_step=None)
+    writer.write_train(3, {"loss": 0.25, "lr": 1e-3})
+    writer.write_eval(3, {"zeroshot/auroc@1": 0.75})
+    (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
+    # Before close: each write is flushed, so a killed run keeps its curves.
+    scalars = {(e.step, v.tag): v.simple_value for e in map(event_pb2.Event.FromString, _tfrecords(events))
+               for v in e.summary.value}
+    writer.close()
+    assert scalars == {(3, "train/loss"): 0.25, (3, "train/lr"): pytest.approx(1e-3),
+                       (3, "zeroshot/auroc_at_1"): 0.75}
