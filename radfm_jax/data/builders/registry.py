@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from radfm_jax.config.overrides import nearest
 from radfm_jax.config.schema import DataConfig
-from radfm_jax.data.builders import synthetic_cxr
+from radfm_jax.data.builders import synthetic_ct, synthetic_cxr
 from radfm_jax.data.builders.chexpert import Chexpert
 from radfm_jax.data.builders.chexpert_plus import ChexpertPlus
 from radfm_jax.data.builders.common import ManualBuilder
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "synthetic_cxr": synthetic_cxr.SyntheticCxr,
+    "synthetic_ct": synthetic_ct.SyntheticCt,
     "mimic_cxr": MimicCxr,
     "chexpert": Chexpert,
     "chexpert_plus": ChexpertPlus,
@@ -60,6 +61,14 @@ def prepare_dataset(data_cfg: DataConfig, data_dir: Path) -> tfds.core.DatasetBu
             str(data_dir), num_train=data_cfg.num_train, num_val=data_cfg.num_val,
             num_test=data_cfg.num_test, image_size=data_cfg.image_size, seed=data_cfg.build_seed,
             subgroup_shift=data_cfg.subgroup_shift)
+    if data_cfg.name == "synthetic_ct":
+        if data_cfg.subgroup_shift != "none":
+            raise ConfigError(f"data.subgroup_shift={data_cfg.subgroup_shift!r} is a synthetic_cxr "
+                              "option; leave it at 'none' for synthetic_ct")
+        return synthetic_ct.prepare(
+            str(data_dir), num_train=data_cfg.num_train, num_val=data_cfg.num_val,
+            num_test=data_cfg.num_test, image_size=data_cfg.image_size, seed=data_cfg.build_seed,
+            windows=data_cfg.windows, text_target=data_cfg.text_target)
     cls = builder_class(data_cfg.name)
     if data_cfg.subgroup_shift != "none":
         raise ConfigError(f"data.subgroup_shift={data_cfg.subgroup_shift!r} is a synthetic_cxr option; "
