@@ -5,7 +5,7 @@ Training (``make_train_loader``)::
     MapDataset.source(records)
       .shuffle(s0)          global shuffle; epoch e uses Grain's per-epoch seed (s0 + e), so
       .repeat()             every epoch is reshuffled, infinitely, as a pure function of `seed`
-      .map / .random_map    typed transforms (transforms.train_transforms); a random transform's
+      .map / .random_map    typed transforms (transforms_for: 2D or volume); a random transform's
                             generator is seeded from (its seed, the element's position in the
                             infinite shuffled stream), so augmentation does not depend on the
                             number of processes, workers or threads, nor on resumption
@@ -39,6 +39,7 @@ import numpy as np
 
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data import transforms as T
+from radfm_jax.data import volume_transforms as VT
 from radfm_jax.data.tokenizer import Tokenizer, train_tokenizer
 from radfm_jax.errors import ConfigError
 
@@ -72,6 +73,24 @@ def _apply(ds: grain.MapDataset, transforms: Sequence[T.Transform], seeds: Seque
         else:
             ds = ds.map(t)
     return ds
+
+
+def transforms_for(
+    tokenizer: Tokenizer, data_cfg: DataConfig, *, train: bool, label_names: Sequence[str] = ()
+) -> list[T.Transform]:
+    """The record -> model element transforms of data_cfg's data set, training (augmented when
+    data_cfg.augment) or evaluation: the volume ones (volume_transforms, size
+    volume_input_shape) when the data set is volumetric (VT.is_volume_dataset), the 2D ones
+    otherwise. label_names: the name of each "labels" column (a volume flip swaps lateral ones).
+    """
+    if VT.is_volume_dataset(data_cfg.name):
+        size = VT.volume_input_shape(data_cfg)
+        if train:
+            return VT.volume_train_transforms(tokenizer, data_cfg, size, label_names)
+        return VT.volume_eval_transforms(tokenizer, data_cfg, size)
+    if train:
+        return T.train_transforms(tokenizer, data_cfg)
+    return T.eval_transforms(tokenizer, data_cfg)
 
 
 def prepare_tokenizer(source: Any, vocab_size: int, path: str | os.PathLike) -> Tokenizer:
@@ -109,19 +128,23 @@ def make_train_loader(
     process_count: int = 1,
     keys: Sequence[str] | None = None,
     extra_transforms: Sequence[T.Transform] = (),
+    label_names: Sequence[str] = (),
 ) -> grain.DatasetIterator:
     """An infinite, checkpointable iterator of this process's share of each global batch.
 
-    Yields {"image": float32 (L, H, W, 1), "tokens": int32 (L, max_text_len),
-    "labels": int8 (L, 7)} with L = global_batch_size // process_count; `extra_transforms`
-    (an objective's own, e.g. extra views) run after the standard ones, and `keys`, when given,
-    are the entries kept (what the objective's batch holds).
+    Yields {"image": float32 (L, H, W, C), "tokens": int32 (L, max_text_len),
+    "labels": int8 (L, N)} with L = global_batch_size // process_count; for a volumetric data
+    set "image" is (L, D, H, W, C) (transforms_for). `extra_transforms` (an objective's own,
+    e.g. extra views) run after the standard ones, and `keys`, when given, are the entries kept
+    (what the objective's batch holds). `label_names` name the "labels" columns (PreparedData
+    .label_names): the volume left-right flip swaps the lateral ones.
     """
     local_batch = _local_batch_size("global_batch_size", global_batch_size, process_index, process_count)
     ds = grain.MapDataset.source(source)
     if len(ds) == 0:
         raise ValueError("The training split is empty.")
-    transforms = [*T.train_transforms(tokenizer, data_cfg), *extra_transforms]
+    transforms = [*transforms_for(tokenizer, data_cfg, train=True, label_names=label_names),
+                  *extra_transforms]
     shuffle_seed, *aug_seeds = _derive_seeds(seed, 1 + len(transforms))
     ds = ds.shuffle(seed=shuffle_seed).repeat(None)
     ds = _apply(ds, transforms, aug_seeds)
@@ -176,7 +199,7 @@ def make_eval_batches(
     n = len(ds) if max_examples <= 0 else min(len(ds), max_examples)
     if n == 0:
         return
-    ds = _apply(ds[:n], T.eval_transforms(tokenizer, data_cfg), ()).map(_AddMask(True))
+    ds = _apply(ds[:n], transforms_for(tokenizer, data_cfg, train=False), ()).map(_AddMask(True))
     padding = num_eval_batches(n, batch_size) * batch_size - n
     if padding:
         blank = _AddMask(False).map({k: np.zeros_like(v) for k, v in ds[0].items()})

@@ -39,7 +39,8 @@ IMAGE_STD = 0.25
 Record = Mapping[str, Any]
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A text feature (bytes, numpy bytes / 0-d array, or str) as str."""
     if isinstance(value, np.ndarray):
         value = value.item()
     if isinstance(value, (bytes, np.bytes_)):
@@ -49,7 +50,7 @@ def _as_text(value: Any) -> str:
 
 def report_text(record: Record) -> str:
     """The report of a record as one line of text (the tokenizer's training sentence)."""
-    return normalize_whitespace(_as_text(record["report"]))
+    return normalize_whitespace(as_text(record["report"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +125,10 @@ class DecodeImage(grain.transforms.Map):
     key: str = "image"
 
     def map(self, element: Record) -> dict:
+        if self.key not in element and "volume" in element:
+            # A volumetric data set read with the 2D transforms: say where that is decided.
+            raise ValueError(f"the record holds a 'volume', not an {self.key!r}: list its data set in "
+                             "volume_transforms.VOLUME_DATASETS so the pipeline reads it as a volume.")
         out = dict(element)
         image = np.asarray(element[self.key])
         if image.ndim == 2:
@@ -262,15 +267,16 @@ class TokenizeReport(grain.transforms.Map):
 
 @dataclasses.dataclass(frozen=True)
 class ModelInputs(grain.transforms.Map):
-    """Keeps exactly the model's keys with their dtypes: image float32, tokens int32, labels int8."""
+    """Keeps exactly the model's keys with their dtypes: image float32 (H, W, C) or, for volumes,
+    (D, H, W, C), tokens int32, labels int8."""
 
     def map(self, element: Record) -> dict:
         labels = np.asarray(element["labels"], dtype=np.int8)
         if labels.ndim != 1:
             raise ValueError(f"labels must be a vector (one value per finding), got shape {labels.shape}.")
         image = np.asarray(element["image"], dtype=np.float32)
-        if image.ndim != 3:
-            raise ValueError(f"image must be (H, W, C), got shape {image.shape}.")
+        if image.ndim not in (3, 4):
+            raise ValueError(f"image must be (H, W, C) or, for a volume, (D, H, W, C), got shape {image.shape}.")
         return {
             "image": image,
             "tokens": np.asarray(element["tokens"], dtype=np.int32),
@@ -281,15 +287,12 @@ class ModelInputs(grain.transforms.Map):
 Transform = grain.transforms.Map | grain.transforms.RandomMap
 
 
-def train_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transform]:
-    """Record -> model element, with augmentation when data_cfg.augment."""
-    image_ops: list[Transform] = [DecodeImage()]
-    if data_cfg.augment:
-        image_ops += [RandomResizedCrop(size=data_cfg.input_size), RandomBrightnessContrast()]
-    else:
-        image_ops += [ResizeImage(size=data_cfg.input_size)]
+def to_model_element(image_ops: Sequence[Transform], tokenizer: Tokenizer, data_cfg: DataConfig, *,
+                     train: bool) -> list[Transform]:
+    """`image_ops` (decode, geometry, augmentation: 2D or volume), then what every model element
+    gets: normalisation, report sentence sampling (training only), tokens and the model's keys."""
     text_ops: list[Transform] = []
-    if data_cfg.report_sentence_sampling > 0:
+    if train and data_cfg.report_sentence_sampling > 0:
         text_ops.append(SampleReportSentences(probability=data_cfg.report_sentence_sampling))
     return [
         *image_ops,
@@ -300,15 +303,20 @@ def train_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transfo
     ]
 
 
+def train_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transform]:
+    """Record -> model element, with augmentation when data_cfg.augment."""
+    image_ops: list[Transform] = [DecodeImage()]
+    if data_cfg.augment:
+        image_ops += [RandomResizedCrop(size=data_cfg.input_size), RandomBrightnessContrast()]
+    else:
+        image_ops += [ResizeImage(size=data_cfg.input_size)]
+    return to_model_element(image_ops, tokenizer, data_cfg, train=True)
+
+
 def eval_transforms(tokenizer: Tokenizer, data_cfg: DataConfig) -> list[Transform]:
     """Record -> model element, deterministic (no augmentation)."""
-    return [
-        DecodeImage(),
-        ResizeImage(size=data_cfg.input_size),
-        NormalizeImage(),
-        TokenizeReport(tokenizer=tokenizer, max_len=data_cfg.max_text_len),
-        ModelInputs(),
-    ]
+    return to_model_element([DecodeImage(), ResizeImage(size=data_cfg.input_size)], tokenizer, data_cfg,
+                            train=False)
 
 
 def apply_transforms(element: Record, transforms: Sequence[Transform], rng=None) -> dict:
