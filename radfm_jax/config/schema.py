@@ -87,8 +87,8 @@ def _default(base: type[Choice], name: str):
 class DataConfig:
     """Which prepared data set to read and how to turn records into model inputs."""
 
-    # A data set of data/builders/registry.py BUILDERS: synthetic_cxr, mimic_cxr, chexpert,
-    # chexpert_plus, openi, nih_cxr14, nih_cxr14_expert, rsna_pneumonia,
+    # A data set of data/builders/registry.py BUILDERS: synthetic_cxr, synthetic_ct, mimic_cxr,
+    # chexpert, chexpert_plus, openi, nih_cxr14, nih_cxr14_expert, rsna_pneumonia,
     # siim_acr_pneumothorax, ct_rate.
     name: str = "synthetic_cxr"
     # Where prepared data sets live; "" means ~/.cache/radfm_jax/data (RADFM_DATA_DIR overrides).
@@ -227,6 +227,13 @@ class EvalConfig:
     # The operating point, chosen on the val split and applied to the evaluated one: "youden",
     # "fpr:<x>" (most sensitive with FPR <= x) or "sensitivity:<x>".
     operating_point: str = "youden"
+    # Val-split rows the zero-shot evaluator scores to choose its per-finding thresholds (the
+    # classification evaluator reads all of val).
+    threshold_examples: int = non_negative(5000, "0 = the whole split")
+    # Also report zero-shot F1 / accuracy / ... at thresholds tuned on the evaluated split itself
+    # (best F1 there), the optimistic convention some 3D papers use, under zeroshot/test_tuned/...
+    # only; the honest keys always use thresholds chosen on val.
+    test_tuned: bool = False
     calibration_bins: int = positive(15)
     # Subgroup analysis (classification): attributes to compare (sex, age, view) at one
     # threshold per finding chosen on val at this false-positive rate (Glocker et al.).

@@ -344,6 +344,8 @@ def _override_value(value: Any) -> str:
 def rebuild_command(data_cfg: Any, directory: Path, data_dir: Path) -> str:
     """The shell command that deletes the prepared data set and builds it again, as
     `radfm data check` with the overrides that reproduce data_cfg's build."""
+    from radfm_jax.data.builders.registry import SYNTHETIC  # TFDS: only once a shard is damaged
+
     try:
         from radfm_jax.config.presets import recipe_data
 
@@ -357,7 +359,7 @@ def rebuild_command(data_cfg: Any, directory: Path, data_dir: Path) -> str:
             if field == "manual_dir" and not value:
                 continue
             sets.append(f"data.{field}={_override_value(value)}")
-    if data_cfg.name != "synthetic_cxr" and not data_cfg.manual_dir:
+    if data_cfg.name not in SYNTHETIC and not data_cfg.manual_dir:
         sets.append(f"data.manual_dir=<your copy of {data_cfg.name}>")
     command = ["radfm", "data", "check", data_cfg.name]
     for item in sets:

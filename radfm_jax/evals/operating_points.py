@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from radfm_jax.errors import ConfigError
 from radfm_jax.evals.metrics import as_binary_inputs
 
 ArrayLike = np.ndarray | Sequence[float]
@@ -90,6 +91,40 @@ def choose_threshold(scores: ArrayLike, targets: ArrayLike, rule: Rule) -> float
         best = tpr[allowed].max()
         return float(thresholds[np.flatnonzero(allowed & (tpr == best))[0]])
     return float(thresholds[np.flatnonzero(tpr >= rate - _RATE_TOLERANCE)[0]])
+
+
+def parse_operating_point(text: str) -> Rule:
+    """eval.operating_point -> a choose_threshold rule."""
+    if text == "youden":
+        return "youden"
+    kind, _, value = text.partition(":")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if kind not in ("fpr", "sensitivity") or not 0.0 < number < 1.0:
+        raise ConfigError(f"eval.operating_point='{text}' is not 'youden', 'fpr:<x>' or 'sensitivity:<x>' "
+                          "with 0 < x < 1")
+    return kind, number
+
+
+def best_f1_threshold(scores: ArrayLike, targets: ArrayLike) -> float:
+    """The threshold (one of the scores) with the highest F1 on these scores (ties: the highest
+    threshold). Tuned on the split it is then scored on, it is the optimistic "test-tuned"
+    convention: report it only beside, and labelled apart from, a threshold chosen on val.
+
+    Raises:
+      ValueError: bad inputs or no positive.
+    """
+    s, t = as_binary_inputs(scores, targets, "best_f1_threshold")
+    n_pos = int(t.sum())
+    if n_pos == 0:
+        raise ValueError("best_f1_threshold needs a positive")
+    # Calling nothing positive scores F1 = 0, never above the lowest threshold's, so the curve's
+    # points (every distinct split of the scores) are all the candidates needed.
+    thresholds, tp, fp = _curve(s, t)
+    f1 = 2 * tp / (tp + fp + n_pos)  # 2 tp / (2 tp + fp + fn), fn = n_pos - tp
+    return float(thresholds[np.argmax(f1)])  # argmax takes the first: highest threshold
 
 
 def _ratio(numerator: int, denominator: int) -> float:

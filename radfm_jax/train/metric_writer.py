@@ -129,9 +129,15 @@ class MetricWriter:
             self._tensorboard.close()
 
 
+# Beside each metric at a threshold tuned on the evaluated split itself (eval.test_tuned).
+TEST_TUNED_LABEL = "(test-tuned: optimistic)"
+
+
 def format_eval_table(results: Mapping[str, float]) -> str:
     """One line per metric, its interval (`<key>/ci_low`, `/ci_high`) beside it; the per-group
-    subgroup numbers stay in the JSON files (one summary line says how many)."""
+    subgroup numbers stay in the JSON files (one summary line says how many). Metrics at
+    thresholds tuned on the evaluated split (`/test_tuned/` keys) are labelled as optimistic so
+    a reader never takes them for the val-chosen ones."""
     shown = {key: value for key, value in results.items()
              if "/subgroups/" not in key and not key.endswith(("/ci_low", "/ci_high"))}
     width = max(len(key) for key in shown)
@@ -140,6 +146,8 @@ def format_eval_table(results: Mapping[str, float]) -> str:
         line = f"  {key:<{width}}  {value:.4f}"
         if f"{key}/ci_low" in results:
             line += f"  [{results[f'{key}/ci_low']:.4f}, {results[f'{key}/ci_high']:.4f}]"
+        if "/test_tuned/" in key:
+            line += f"  {TEST_TUNED_LABEL}"
         lines.append(line)
     subgroups = len(results) - len(shown) - 2 * sum(f"{key}/ci_low" in results for key in shown)
     if subgroups:

@@ -26,8 +26,10 @@ Evaluator = Callable[[dict], dict[str, float]]
 
 
 def _zeroshot_retrieval(config, data, predictors, mesh, split) -> Evaluator:
+    # Thresholds are chosen on val; evaluating val itself gets none (they would be tuned on it).
+    val = data.sources.get("val") if split != "val" else None
     return ZeroshotRetrievalEvaluator(data.sources[split], data.tokenizer, data.label_names, predictors, mesh,
-                                      config.data, config.eval, seed=config.seed)
+                                      config.data, config.eval, seed=config.seed, val_source=val)
 
 
 def _linear_probe(config, data, predictors, mesh, split) -> Evaluator:

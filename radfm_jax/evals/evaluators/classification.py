@@ -38,7 +38,7 @@ from radfm_jax.evals import calibration as cal
 from radfm_jax.evals.evaluators.predictions import write_predictions
 from radfm_jax.evals.intervals import auroc_intervals, per_finding_intervals
 from radfm_jax.evals.metrics import auroc
-from radfm_jax.evals.operating_points import auprc, binary_metrics, choose_threshold
+from radfm_jax.evals.operating_points import auprc, binary_metrics, choose_threshold, parse_operating_point
 from radfm_jax.evals.plots import reliability_diagram, subgroup_plot
 from radfm_jax.evals.predictors import Predictors
 from radfm_jax.evals.split_inference import read_metadata, read_targets, run_over_split
@@ -46,21 +46,6 @@ from radfm_jax.evals.subgroups import age_bins, subgroup_report
 
 PREFIX = "classification"
 AT_THRESHOLD = ("sensitivity", "specificity", "ppv", "f1")
-
-
-def parse_operating_point(text: str) -> str | tuple[str, float]:
-    """eval.operating_point -> a choose_threshold rule."""
-    if text == "youden":
-        return "youden"
-    kind, _, value = text.partition(":")
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if kind not in ("fpr", "sensitivity") or not 0.0 < number < 1.0:
-        raise ConfigError(f"eval.operating_point='{text}' is not 'youden', 'fpr:<x>' or 'sensitivity:<x>' "
-                          "with 0 < x < 1")
-    return kind, number
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
