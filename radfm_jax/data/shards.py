@@ -344,7 +344,7 @@ def _override_value(value: Any) -> str:
 def rebuild_command(data_cfg: Any, directory: Path, data_dir: Path) -> str:
     """The shell command that deletes the prepared data set and builds it again, as
     `radfm data check` with the overrides that reproduce data_cfg's build."""
-    from radfm_jax.data.builders.registry import SYNTHETIC  # TFDS: only once a shard is damaged
+    from radfm_jax.data.builders.registry import SYNTHETIC  # imports TFDS: not at module load
 
     try:
         from radfm_jax.config.presets import recipe_data
