@@ -30,9 +30,11 @@ from radfm_jax.models.layers import LoraSpec
 from radfm_jax.models.pixel_decoder import PixelDecoder
 from radfm_jax.models.text import TextTransformer
 from radfm_jax.models.vit import ViT
+from radfm_jax.models.vit3d import ViT3D
 
 IMAGE_TOWERS: dict[str, type] = {
     "vit": ViT,
+    "vit3d": ViT3D,
 }
 TEXT_TOWERS: dict[str, type] = {
     "transformer": TextTransformer,

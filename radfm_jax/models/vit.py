@@ -1,4 +1,5 @@
-"""Vision Transformer image tower (2D; patchify works for any number of spatial dims)."""
+"""Vision Transformer image tower (2D; patchify works for any number of spatial dims and per-axis
+patch sizes)."""
 
 from __future__ import annotations
 
@@ -40,19 +41,23 @@ class ViTConfig(ImageTowerConfig):
     pool: Literal["cls", "mean", "map"] = "mean"  # map = multihead attention pooling
 
 
-def patchify(x: jax.Array, patch_size: int) -> jax.Array:
-    """(B, *spatial, C) -> (B, num_patches, patch_size**len(spatial) * C), row-major patches.
+def patchify(x: jax.Array, patch_size: int | tuple[int, ...]) -> jax.Array:
+    """(B, *spatial, C) -> (B, num_patches, prod(patch) * C), row-major patches.
 
-    Each patch is flattened as (p, ..., p, C), the same layout for 2D images and 3D volumes.
+    `patch_size` is one size for every spatial axis or one per axis (3D tubelets (pd, ph, pw)).
+    Each patch is flattened as (p_1, ..., p_n, C), the same layout for 2D images and 3D volumes.
     """
     b, *spatial, c = x.shape
-    if any(s % patch_size for s in spatial):
-        raise ValueError(f"input size {tuple(spatial)} is not divisible by patch {patch_size}")
-    grid = [s // patch_size for s in spatial]
     n = len(spatial)
-    x = x.reshape(b, *[d for g in grid for d in (g, patch_size)], c)
+    patch = (patch_size,) * n if isinstance(patch_size, int) else tuple(patch_size)
+    if len(patch) != n:
+        raise ValueError(f"patch {patch} does not match the {n} spatial axes of input size {tuple(spatial)}")
+    if any(s % p for s, p in zip(spatial, patch)):
+        raise ValueError(f"input size {tuple(spatial)} is not divisible by patch {patch_size}")
+    grid = [s // p for s, p in zip(spatial, patch)]
+    x = x.reshape(b, *[d for g, p in zip(grid, patch) for d in (g, p)], c)
     x = x.transpose(0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
-    return x.reshape(b, math.prod(grid), patch_size**n * c)
+    return x.reshape(b, math.prod(grid), math.prod(patch) * c)
 
 
 class MapHead(nnx.Module):
