@@ -38,9 +38,9 @@ from radfm_jax.models.layers import dense, layer_norm
 from radfm_jax.models.towers import build_image_tower
 from radfm_jax.models.vit import patchify
 from radfm_jax.objectives.base import (
-    IMAGE_CHANNELS,
     BatchField,
     Objective,
+    image_channels,
     image_shape,
     stacks_activation_bytes,
     step_flops,
@@ -97,14 +97,14 @@ class TwoView(Objective):
 
     def flops(self):
         image = self.config.model.image
-        costs = towers.IMAGE_TOWERS[image.name].costs(image, image_shape(self.config), IMAGE_CHANNELS)
+        costs = towers.IMAGE_TOWERS[image.name].costs(image, image_shape(self.config), image_channels(self.config))
         student = step_flops(self.config.batch_size, input_flops=costs.input_flops,
                              differentiable=costs.blocks_flops + costs.head_flops)
         return dataclasses.replace(student, forward=2 * student.forward, model=student.model + student.forward)
 
     def activation_bytes_per_example(self):
         image = self.config.model.image
-        costs = towers.IMAGE_TOWERS[image.name].costs(image, image_shape(self.config), IMAGE_CHANNELS)
+        costs = towers.IMAGE_TOWERS[image.name].costs(image, image_shape(self.config), image_channels(self.config))
         return stacks_activation_bytes(costs.stacks, self.config)
 
 

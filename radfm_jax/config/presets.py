@@ -12,6 +12,7 @@ from radfm_jax.config.overrides import with_fields
 from radfm_jax.config.schema import DataConfig, EvalConfig, ExperimentConfig, MeshConfig, OptimConfig
 from radfm_jax.models.text import TextTransformerConfig
 from radfm_jax.models.vit import ViTConfig
+from radfm_jax.models.vit3d import ViT3DConfig
 
 # size -> (width, depth, heads); every size uses mlp_ratio 4.
 VIT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -34,6 +35,14 @@ def vit(size: str, patch_size: int = 16, **overrides) -> ViTConfig:
     cfg = ViTConfig(
         patch_size=patch_size, width=width, depth=depth, heads=heads, mlp_ratio=4.0
     )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def vit3d(size: str, tubelet: tuple[int, int, int] = (10, 20, 20), **overrides) -> ViT3DConfig:
+    """The 3D ViT-<size> image tower over (depth, height, width) tubelets; the default tubelet
+    is CT-CLIP's (CT-ViT: 10 slices x 20 x 20 pixels)."""
+    width, depth, heads = _size(size)
+    cfg = ViT3DConfig(tubelet=tubelet, width=width, depth=depth, heads=heads, mlp_ratio=4.0)
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -105,16 +114,41 @@ def smoke(config: ExperimentConfig) -> ExperimentConfig:
     })
 
 
+def synthetic_ct_cpu() -> ExperimentConfig:
+    """Data, optimizer, schedule and evaluation of the synthetic_ct experiments, sized for a
+    2-core CPU: 32 x 64 x 64 volumes (lung and mediastinum windows as channels), 1,500 training
+    studies. The experiment file names its objective and towers (model.image: a vit3d)."""
+    return with_fields(synthetic_cxr_cpu(), {
+        "batch_size": 32,
+        "data": DataConfig(name="synthetic_ct", image_size=64, input_size=64, max_text_len=96, augment=False,
+                           num_train=1500, num_val=150, num_test=300),
+        "eval.batch_size": 32,
+    })
+
+
+def smoke_3d(config: ExperimentConfig) -> ExperimentConfig:
+    """The `smoke` variant of a 3D experiment: smoke()'s schedule and sizes, on 16 x 32 x 32
+    volumes through a 2-block vit3d of the experiment's attention layout."""
+    image = config.model.image
+    return with_fields(smoke(config), {
+        "data.num_train": 120, "data.num_val": 24, "data.num_test": 40, "data.max_text_len": 48,
+        "model.image": vit3d("Ti", tubelet=(4, 8, 8), width=32, depth=2, heads=2, pool=image.pool,
+                             attention=getattr(image, "attention", "global"),
+                             slab=getattr(image, "slab", 2), global_every=getattr(image, "global_every", 2)),
+        "eval.batch_size": 8,
+    })
+
+
 # Data sets trained with the synthetic recipes' own preprocessing; every other 2D set has a
 # real_cxr recipe (224 px).
-_OWN_PREPROCESSING = ("synthetic_cxr", "ct_rate")
+_OWN_PREPROCESSING = {"synthetic_cxr": synthetic_cxr_cpu, "synthetic_ct": synthetic_ct_cpu, "ct_rate": synthetic_ct_cpu}
 
 
 def recipe_data(dataset: str) -> DataConfig:
     """The preprocessing data set `dataset`'s recipe trains with, so `radfm data check` builds
     and checks what training will read: real_cxr's (224 px) for real chest X-ray sets, the
-    synthetic_cxr recipe's otherwise."""
-    base = synthetic_cxr_cpu() if dataset in _OWN_PREPROCESSING else real_cxr(dataset)
+    synthetic recipes' otherwise."""
+    base = _OWN_PREPROCESSING[dataset]() if dataset in _OWN_PREPROCESSING else real_cxr(dataset)
     return dataclasses.replace(base.data, name=dataset)
 
 

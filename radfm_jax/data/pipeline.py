@@ -40,6 +40,7 @@ import numpy as np
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data import transforms as T
 from radfm_jax.data import volume_transforms as VT
+from radfm_jax.data.model_inputs import is_volume_dataset, volume_input_shape
 from radfm_jax.data.tokenizer import Tokenizer, train_tokenizer
 from radfm_jax.errors import ConfigError
 
@@ -80,11 +81,11 @@ def transforms_for(
 ) -> list[T.Transform]:
     """The record -> model element transforms of data_cfg's data set, training (augmented when
     data_cfg.augment) or evaluation: the volume ones (volume_transforms, size
-    volume_input_shape) when the data set is volumetric (VT.is_volume_dataset), the 2D ones
+    volume_input_shape) when the data set is volumetric (model_inputs.is_volume_dataset), the 2D ones
     otherwise. label_names: the name of each "labels" column (a volume flip swaps lateral ones).
     """
-    if VT.is_volume_dataset(data_cfg.name):
-        size = VT.volume_input_shape(data_cfg)
+    if is_volume_dataset(data_cfg.name):
+        size = volume_input_shape(data_cfg)
         if train:
             return VT.volume_train_transforms(tokenizer, data_cfg, size, label_names)
         return VT.volume_eval_transforms(tokenizer, data_cfg, size)

@@ -128,7 +128,7 @@ class DecodeImage(grain.transforms.Map):
         if self.key not in element and "volume" in element:
             # A volumetric data set read with the 2D transforms: say where that is decided.
             raise ValueError(f"the record holds a 'volume', not an {self.key!r}: list its data set in "
-                             "volume_transforms.VOLUME_DATASETS so the pipeline reads it as a volume.")
+                             "model_inputs.VOLUME_DATASETS so the pipeline reads it as a volume.")
         out = dict(element)
         image = np.asarray(element[self.key])
         if image.ndim == 2:

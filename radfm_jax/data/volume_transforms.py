@@ -41,27 +41,11 @@ from radfm_jax.data.transforms import (
 from radfm_jax.data.volume import Volume
 from radfm_jax.data.volume_ops import crop_or_pad, resample
 
-# Data sets whose records hold a "volume" (D, H, W, C) instead of an "image" (H, W, C): the
-# pipeline reads them with the volume transforms below (pipeline.transforms_for).
-VOLUME_DATASETS: frozenset[str] = frozenset({"ct_rate", "synthetic_ct"})
-
 # Array axis of an (D, H, W, C) model-layout volume that runs along the patient's right -> left.
 LEFT_RIGHT_AXIS = 2
 
 # Windowed intensity below which a voxel counts as air (outside the body) for FitVolume.
 BODY_THRESHOLD = 0.05
-
-
-def is_volume_dataset(name: str) -> bool:
-    """Whether data set `name` is volumetric (its records hold a "volume")."""
-    return name in VOLUME_DATASETS
-
-
-def volume_input_shape(data_cfg: DataConfig) -> tuple[int, int, int]:
-    """The model's (D, H, W) volume size: (input_size // 2, input_size, input_size), the rule
-    CtRate.config_for uses for the stored size (half as many slices: thicker voxels along z)."""
-    size = data_cfg.input_size
-    return (max(1, size // 2), size, size)
 
 
 def _check_volume(volume: np.ndarray, key: str) -> None:

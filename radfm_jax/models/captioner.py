@@ -25,8 +25,8 @@ class Captioner(nnx.Module):
     its tokens."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, max_text_len: int, image_shape: tuple[int, ...],
-                 rngs: nnx.Rngs):
-        self.image = build_image_tower(cfg, image_shape, rngs)
+                 rngs: nnx.Rngs, *, channels: int = 1):
+        self.image = build_image_tower(cfg, image_shape, rngs, channels=channels)
         self.decoder = build_report_decoder(cfg, vocab_size, max_text_len, self.image.width, rngs)
         self.max_text_len = max_text_len
 
@@ -68,8 +68,8 @@ class CoCa(Captioner):
     input (causal, so it has read the whole report); one decoder pass serves both losses."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, max_text_len: int, image_shape: tuple[int, ...],
-                 rngs: nnx.Rngs):
-        super().__init__(cfg, vocab_size, max_text_len, image_shape, rngs)
+                 rngs: nnx.Rngs, *, channels: int = 1):
+        super().__init__(cfg, vocab_size, max_text_len, image_shape, rngs, channels=channels)
         dtype = jnp.dtype(cfg.compute_dtype)
         proj = functools.partial(dense, names=("embed", "proj"), dtype=dtype, use_bias=False)
         self.image_proj = proj(self.image.width, cfg.embed_dim, rngs=rngs)

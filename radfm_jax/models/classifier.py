@@ -17,8 +17,8 @@ class Classifier(nnx.Module):
     tower loads by name); `head` starts at zero, so every label starts at probability 1/2."""
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, ...], num_labels: int, *, rngs: nnx.Rngs,
-                 lora: LoraSpec | None = None):
-        self.image = build_image_tower(cfg, image_shape, rngs, lora=lora)
+                 lora: LoraSpec | None = None, channels: int = 1):
+        self.image = build_image_tower(cfg, image_shape, rngs, channels=channels, lora=lora)
         width = self.image.width
         self.head_kernel = param(nnx.initializers.zeros_init(), (width, num_labels), ("embed", None), rngs)
         self.head_bias = param(nnx.initializers.zeros_init(), (num_labels,), (None,), rngs)

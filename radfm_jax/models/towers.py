@@ -7,7 +7,9 @@ that config as `Config` and declares its costs:
 - image towers (`model.image`): `Tower(cfg, image_shape, *, channels, dtype, scan_layers,
   remat, rngs)`; `embed_patches`, `encode`, `pool_states`, `tokens`, `__call__` -> (B, width);
   classmethods `check(cfg, image_shape)`, `num_tokens(cfg, image_shape)`,
-  `costs(cfg, image_shape, channels, patches=None)`, `param_count(cfg, image_shape, channels)`;
+  `costs(cfg, image_shape, channels, patches=None)`, `param_count(cfg, image_shape, channels)`,
+  `mask_tube(cfg, image_shape)` (tokens MAE hides together, passed to `encode(tokens,
+  tube_masked=True)` depth-major);
 - text towers (`model.text`): `Tower(cfg, vocab_size, max_len, *, dtype, scan_layers, remat,
   rngs)`, `__call__` tokens -> (B, width); classmethods `check(cfg)`, `costs(cfg, length)`,
   `param_count(cfg, vocab_size, max_len)`;

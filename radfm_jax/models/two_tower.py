@@ -35,8 +35,10 @@ class TwoTower(nnx.Module):
         max_text_len: int,
         image_shape: tuple[int, ...],
         rngs: nnx.Rngs,
+        *,
+        channels: int = 1,
     ):
-        self.image = build_image_tower(cfg, image_shape, rngs)
+        self.image = build_image_tower(cfg, image_shape, rngs, channels=channels)
         self.text = build_text_tower(cfg, vocab_size, max_text_len, rngs)
         proj = functools.partial(dense, names=("embed", "proj"), dtype=jnp.dtype(cfg.compute_dtype),
                                  use_bias=False)

@@ -129,6 +129,11 @@ class ViT(nnx.Module):
                               f"{key}.patch_size={cfg.patch_size}")
 
     @staticmethod
+    def mask_tube(cfg: ViTConfig, image_shape: tuple[int, ...]) -> int:
+        """Tokens MAE hides or keeps together: each patch on its own."""
+        return 1
+
+    @staticmethod
     def num_patches_of(cfg: ViTConfig, image_shape: tuple[int, ...]) -> int:
         return math.prod(size // cfg.patch_size for size in image_shape)
 
@@ -173,9 +178,10 @@ class ViT(nnx.Module):
         pos = self.pos_emb[...]
         return x + (pos[1:] if self.pool == "cls" else pos)
 
-    def encode(self, patch_tokens: jax.Array) -> jax.Array:
+    def encode(self, patch_tokens: jax.Array, *, tube_masked: bool = False) -> jax.Array:
         """Embedded patch tokens (all, or the visible subset under MAE) -> normalised encoder
-        states (B, N', width), the cls state first when pool="cls"."""
+        states (B, N', width), the cls state first when pool="cls". Any subset works, so
+        `tube_masked` (vit3d's contract with MAE) changes nothing here."""
         x = patch_tokens
         if self.pool == "cls":
             cls = self.cls_token[...] + self.pos_emb[0]

@@ -21,12 +21,11 @@ The cls token (pool="cls") takes part in global attention only: under "local_glo
 the slab layers (passes through unchanged) and joins every global layer; "factorised" has no
 global layer, so pool="cls" is a ConfigError there (pool="mean" or "map" pool every token).
 
-MAE: the encoder sees a subset of the patch tokens. "global" takes any subset. The other
-layouts need the grid, so `encode` refuses a subset (ConfigError; `check_token_subsets` says
-so before anything is built) unless it is tube-masked: the same (h, w) positions kept at every
-depth, in depth-major order (`encode(tokens, tube_masked=True)`): the tokens then form a
-(gd, kept) grid and slice, depth and slab attention work on it. The MAE objective masks
-random patches, so it trains "global" towers only.
+MAE: the encoder sees a subset of the patch tokens. The MAE objective masks tubes (`mask_tube`:
+the same (h, w) positions at every depth, so a hidden finding cannot be copied from the next
+slab) and passes them depth-major (`encode(tokens, tube_masked=True)`): the tokens then form a
+(gd, kept) grid and slice, depth and slab attention work on it. "global" takes any subset; the
+other layouts refuse a subset that is not tube-masked.
 
 `inflate_from_vit2d` starts the tower from a trained 2D ViT (I3D-style inflation);
 `ViT3D.adapt_pretrained` resizes a pretrained tower's position embedding to another volume size.
@@ -235,12 +234,9 @@ class ViT3D(nnx.Module):
                                   "and one global layer")
 
     @staticmethod
-    def check_token_subsets(cfg: ViT3DConfig, key: str = "model.image") -> None:
-        """A ConfigError unless `encode` takes any subset of patch tokens (MAE's random masking):
-        only attention=global does."""
-        if cfg.attention != "global":
-            raise ConfigError(f"{key}.attention={cfg.attention} attends within slices / slabs of the token "
-                              "grid, which a random subset of patches (MAE) breaks; use attention=global")
+    def mask_tube(cfg: ViT3DConfig, image_shape: tuple[int, ...]) -> int:
+        """Tokens MAE hides or keeps together: a tube of every depth at one (h, w) position."""
+        return token_grid(cfg, image_shape)[0]
 
     @staticmethod
     def num_patches_of(cfg: ViT3DConfig, image_shape: tuple[int, ...]) -> int:

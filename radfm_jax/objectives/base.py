@@ -28,6 +28,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from radfm_jax.config.schema import ExperimentConfig, ObjectiveConfig
+from radfm_jax.data.model_inputs import input_channels, input_shape
 from radfm_jax.errors import ConfigError
 from radfm_jax.models.costs import F32, BlockStack
 from radfm_jax.models.layers import remat_policy_name
@@ -89,11 +90,14 @@ def stacks_activation_bytes(stacks: Sequence[BlockStack], config: ExperimentConf
 
 
 def image_shape(config: ExperimentConfig) -> tuple[int, ...]:
-    """The spatial shape of model inputs: (input_size, input_size) radiographs."""
-    return (config.data.input_size, config.data.input_size)
+    """The spatial shape of model inputs: (input_size, input_size) radiographs, or (D, H, W)
+    volumes of a volumetric data set (data/model_inputs.py)."""
+    return input_shape(config.data)
 
 
-IMAGE_CHANNELS = 1  # radiographs are grayscale
+def image_channels(config: ExperimentConfig) -> int:
+    """Channels of model inputs: 1 for radiographs, one per HU window for volumes."""
+    return input_channels(config.data)
 
 
 class Objective:
@@ -151,7 +155,7 @@ class Objective:
 
     def batch_spec(self) -> dict[str, BatchField]:
         """The entries a train batch must hold, each split over the batch axes."""
-        return {"image": BatchField((*image_shape(self.config), IMAGE_CHANNELS), jnp.float32),
+        return {"image": BatchField((*image_shape(self.config), image_channels(self.config)), jnp.float32),
                 "tokens": BatchField((self.config.data.max_text_len,), jnp.int32)}
 
     def data_transforms(self) -> tuple[Any, ...]:

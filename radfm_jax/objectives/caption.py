@@ -18,13 +18,13 @@ from radfm_jax.models.costs import F32, TowerCosts
 from radfm_jax.models.layers import remat_policy_name
 from radfm_jax.models.towers import IMAGE_TOWERS, REPORT_DECODERS
 from radfm_jax.objectives.base import (
-    IMAGE_CHANNELS,
     Batch,
     Metrics,
     Objective,
     Outputs,
     StepFlops,
     check_fraction,
+    image_channels,
     image_shape,
     stacks_activation_bytes,
     step_flops,
@@ -66,7 +66,7 @@ def generative_tower_costs(config: ExperimentConfig, vocab_size: int, length: in
     cross-attending to the image tower's tokens."""
     model, shape = config.model, image_shape(config)
     tower = IMAGE_TOWERS[model.image.name]
-    image = tower.costs(model.image, shape, IMAGE_CHANNELS)
+    image = tower.costs(model.image, shape, image_channels(config))
     decoder = REPORT_DECODERS[model.decoder.name].costs(model.decoder, length, vocab_size,
                                                        tower.num_tokens(model.image, shape), image.width)
     return image, decoder
@@ -89,7 +89,7 @@ class Caption(Objective):
 
     def build_model(self, rngs: nnx.Rngs) -> Captioner:
         return Captioner(self.config.model, self.vocab_size, self.config.data.max_text_len,
-                         image_shape(self.config), rngs=rngs)
+                         image_shape(self.config), rngs=rngs, channels=image_channels(self.config))
 
     def draw_inputs(self, key: jax.Array, batch_size: int) -> Batch:
         if not self.cfg.parallel_fraction:

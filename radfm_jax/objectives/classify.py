@@ -33,13 +33,13 @@ from radfm_jax.models.classifier import Classifier
 from radfm_jax.models.layers import LoraSpec, remat_policy_name
 from radfm_jax.models.towers import IMAGE_TOWERS
 from radfm_jax.objectives.base import (
-    IMAGE_CHANNELS,
     Batch,
     BatchField,
     Metrics,
     Objective,
     Outputs,
     StepFlops,
+    image_channels,
     image_shape,
     stacks_activation_bytes,
     step_flops,
@@ -146,7 +146,7 @@ class Classify(Objective):
 
     def build_model(self, rngs: nnx.Rngs) -> Classifier:
         return Classifier(self.config.model, image_shape(self.config), len(self.label_names), rngs=rngs,
-                          lora=self.lora())
+                          lora=self.lora(), channels=image_channels(self.config))
 
     def batch_spec(self) -> dict[str, BatchField]:
         return {"image": super().batch_spec()["image"], "labels": BatchField((len(self.label_names),), jnp.int8)}
@@ -203,7 +203,7 @@ class Classify(Objective):
 
     def _tower_costs(self):
         image = self.config.model.image
-        return IMAGE_TOWERS[image.name].costs(image, image_shape(self.config), IMAGE_CHANNELS)
+        return IMAGE_TOWERS[image.name].costs(image, image_shape(self.config), image_channels(self.config))
 
     def flops(self) -> StepFlops:
         """The tower and the head forward, and the backward: the head's weight gradient alone in

@@ -22,12 +22,12 @@ from radfm_jax.models.layers import remat_policy_name
 from radfm_jax.models.towers import IMAGE_TOWERS, TEXT_TOWERS
 from radfm_jax.models.two_tower import TwoTower
 from radfm_jax.objectives.base import (
-    IMAGE_CHANNELS,
     Batch,
     Metrics,
     Objective,
     Outputs,
     StepFlops,
+    image_channels,
     image_shape,
     stacks_activation_bytes,
     step_flops,
@@ -119,7 +119,7 @@ class Clip(Objective):
 
     def build_model(self, rngs: nnx.Rngs) -> TwoTower:
         return TwoTower(self.config.model, self.vocab_size, self.config.data.max_text_len,
-                        image_shape(self.config), rngs=rngs)
+                        image_shape(self.config), rngs=rngs, channels=image_channels(self.config))
 
     def forward(self, model: TwoTower, batch: Batch, extra: dict) -> Outputs:
         return model(batch["image"], batch["tokens"])
@@ -129,7 +129,7 @@ class Clip(Objective):
 
     def tower_costs(self) -> tuple[TowerCosts, TowerCosts]:
         model, data = self.config.model, self.config.data
-        image = IMAGE_TOWERS[model.image.name].costs(model.image, image_shape(self.config), IMAGE_CHANNELS)
+        image = IMAGE_TOWERS[model.image.name].costs(model.image, image_shape(self.config), image_channels(self.config))
         text = TEXT_TOWERS[model.text.name].costs(model.text, data.max_text_len)
         return image, text
 

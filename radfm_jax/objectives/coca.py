@@ -22,6 +22,7 @@ from radfm_jax.objectives.base import (
     Objective,
     Outputs,
     StepFlops,
+    image_channels,
     image_shape,
     stacks_activation_bytes,
     step_flops,
@@ -78,7 +79,7 @@ class Coca(Objective):
 
     def build_model(self, rngs: nnx.Rngs) -> CoCa:
         return CoCa(self.config.model, self.vocab_size, self.config.data.max_text_len, image_shape(self.config),
-                    rngs=rngs)
+                    rngs=rngs, channels=image_channels(self.config))
 
     def forward(self, model: CoCa, batch: Batch, extra: dict) -> Outputs:
         return model(batch["image"], batch["tokens"])

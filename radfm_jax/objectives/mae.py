@@ -18,7 +18,6 @@ from radfm_jax.models.layers import remat_policy_name
 from radfm_jax.models.mae import MaskedAutoencoder, visible_count
 from radfm_jax.models.towers import IMAGE_TOWERS, PIXEL_DECODERS
 from radfm_jax.objectives.base import (
-    IMAGE_CHANNELS,
     Batch,
     BatchField,
     Metrics,
@@ -26,6 +25,7 @@ from radfm_jax.objectives.base import (
     Outputs,
     StepFlops,
     check_fraction,
+    image_channels,
     image_shape,
     stacks_activation_bytes,
     step_flops,
@@ -74,7 +74,7 @@ class Mae(Objective):
 
     def build_model(self, rngs: nnx.Rngs) -> MaskedAutoencoder:
         return MaskedAutoencoder(self.config.model, image_shape(self.config), mask_ratio=self.cfg.mask_ratio,
-                                 rngs=rngs)
+                                 rngs=rngs, channels=image_channels(self.config))
 
     def batch_spec(self) -> dict[str, BatchField]:
         return {"image": super().batch_spec()["image"]}
@@ -83,10 +83,18 @@ class Mae(Objective):
         """(patches per image, values per patch) of the image tower."""
         image, shape = self.config.model.image, image_shape(self.config)
         tower = IMAGE_TOWERS[image.name]
-        return tower.num_patches_of(image, shape), tower.patch_dim_of(image, shape, IMAGE_CHANNELS)
+        return tower.num_patches_of(image, shape), tower.patch_dim_of(image, shape, image_channels(self.config))
+
+    def _tube(self) -> int:
+        """Patches hidden or kept together (a tube through every depth for volumes)."""
+        image = self.config.model.image
+        return IMAGE_TOWERS[image.name].mask_tube(image, image_shape(self.config))
 
     def draw_inputs(self, key: jax.Array, batch_size: int) -> Batch:
-        return {"mae_noise": jax.random.uniform(key, (batch_size, self._patches()[0]))}
+        # One draw per tube, repeated along depth: depth-major tokens put tube t at t, t + N/tube, ...
+        tube = self._tube()
+        noise = jax.random.uniform(key, (batch_size, self._patches()[0] // tube))
+        return {"mae_noise": jnp.tile(noise, (1, tube))}
 
     def forward(self, model: MaskedAutoencoder, batch: Batch, extra: dict) -> Outputs:
         return model(batch["image"], batch["mae_noise"])
@@ -99,8 +107,8 @@ class Mae(Objective):
         pixel decoder."""
         model, shape = self.config.model, image_shape(self.config)
         patches, patch_dim = self._patches()
-        keep = visible_count(patches, self.cfg.mask_ratio)
-        encoder = IMAGE_TOWERS[model.image.name].costs(model.image, shape, IMAGE_CHANNELS, patches=keep)
+        keep = visible_count(patches, self.cfg.mask_ratio, self._tube())
+        encoder = IMAGE_TOWERS[model.image.name].costs(model.image, shape, image_channels(self.config), patches=keep)
         encoder = dataclasses.replace(encoder, head_flops=0.0)
         decoder = PIXEL_DECODERS[model.mae_decoder.name].costs(model.mae_decoder, patches, keep, encoder.width,
                                                                patch_dim)

@@ -60,7 +60,8 @@ class _EventFile:
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         event = event_pb2.Event(wall_time=time.time(), step=step)
         for tag, value in scalars.items():
-            event.summary.value.extend(scalar(tag, float(value)).value)
+            if value is not None and math.isfinite(value):  # undefined metrics (no positives) are left out
+                event.summary.value.extend(scalar(tag, float(value)).value)
         self._events.write_event(event)
         self._events.flush()
 

@@ -19,6 +19,7 @@ from radfm_jax.data import transforms as T
 from radfm_jax.data import volume_transforms as VT
 from radfm_jax.data.builders.ct_rate import CtRate, CtRateConfig
 from radfm_jax.data.builders.ct_rate.tables import ABNORMALITIES, LABEL_NAMES
+from radfm_jax.data.model_inputs import volume_input_shape
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.tokenizer import train_tokenizer
 from radfm_jax.data.volume import Volume
@@ -30,7 +31,7 @@ REPORTS = (
     "FINDINGS: Heart size is normal. Bilateral emphysema.\nIMPRESSION: Emphysema.",
 )
 CFG = DataConfig(name="ct_rate", input_size=16, max_text_len=24, augment=True)
-SIZE = VT.volume_input_shape(CFG)  # (8, 16, 16)
+SIZE = volume_input_shape(CFG)  # (8, 16, 16)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_intensity_jitter_stays_in_range_and_is_per_channel():
 
 
 def test_volume_input_shape_is_ct_rates_stored_size_rule():
-    assert VT.volume_input_shape(DataConfig(input_size=64)) == (32, 64, 64)
+    assert volume_input_shape(DataConfig(input_size=64)) == (32, 64, 64)
     assert CtRate.config_for(DataConfig(image_size=64)).spec.size == (32, 64, 64)
 
 

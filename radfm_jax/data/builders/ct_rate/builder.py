@@ -50,6 +50,7 @@ from radfm_jax.data.builders.patient_splits import seeded_split
 from radfm_jax.data.builders.pseudonyms import Pseudonymizer
 from radfm_jax.data.builders.skips import EMPTY_REPORT, SkipLog
 from radfm_jax.data.image_files import ImageReadError
+from radfm_jax.data.model_inputs import DEFAULT_CT_WINDOWS
 from radfm_jax.data.nifti import NiftiReadError, read_nifti
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.report_sections import report_target
@@ -66,7 +67,7 @@ VOLUME_NAME = re.compile(r"^(?P<pool>train|valid)_(?P<patient>\d+)_(?P<scan>[a-z
 # default spacing of a size is the one that keeps it.
 FIELD_OF_VIEW_MM = 360.0
 DEFAULT_SIZE = (32, 64, 64)  # (D, H, W)
-DEFAULT_WINDOWS = ("lung", "mediastinum")
+DEFAULT_WINDOWS = DEFAULT_CT_WINDOWS
 # Skip reasons of this builder.
 NO_REPORT, NO_LABELS, NO_METADATA = "no_report", "no_labels", "no_metadata"
 UNRECOGNISED_NAME = "unrecognised_name"

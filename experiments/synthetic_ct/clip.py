@@ -1,0 +1,33 @@
+"""CLIP-style (softmax InfoNCE) volume-report pretraining on synthetic_ct: the 3D demo.
+
+    radfm train --config experiments/synthetic_ct/clip.py --workdir runs/ct_clip
+    radfm train --config experiments/synthetic_ct/clip.py:smoke --workdir /tmp/ct_clip_smoke
+"""
+
+from radfm_jax.config import presets
+from radfm_jax.config.overrides import with_fields
+from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.objectives.clip import ClipConfig
+
+
+def get_config(arg: str = "") -> ExperimentConfig:
+    config = with_fields(presets.synthetic_ct_cpu(), {
+        "name": "synthetic_ct_clip",
+        "objective": ClipConfig(),
+        # 4 x 8 x 8 tubelets on 32 x 64 x 64 volumes: 512 tokens, global attention in 1 layer,
+        # attention pooling (the findings are small and local); a 1-layer text tower.
+        "model.image": presets.vit3d("Ti", tubelet=(4, 8, 8), width=128, depth=1, heads=4, pool="map"),
+        "model.text": presets.text("Ti", width=128, depth=1, heads=4, pool="mean"),
+        "model.embed_dim": 128,
+        "model.scan_layers": False,
+        "model.init_temperature": 10.0,
+        "data.report_sentence_sampling": 0.5,
+    })
+    if arg == "":
+        return config
+    if arg == "smoke":
+        return presets.smoke_3d(with_fields(config, {
+            "model.image.pool": "mean",
+            "model.text": presets.text("Ti", width=32, depth=2, heads=2),
+        }))
+    raise ValueError(f"unknown variant {arg!r}; use '' (the demo) or 'smoke'")
