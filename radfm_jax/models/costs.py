@@ -27,6 +27,14 @@ that cross-attends to Tc context tokens adds a third LayerNorm (3 * T*W*4 and it
 c), its query and output (2 * T*W*c), the keys and values of the context (2 * Tc*W*c) and a
 softmax of h*T*Tc*(4 + c).
 
+A stack of ONE block without remat is different: XLA removes a scan of one iteration and,
+in straight-line code, fuses the elementwise chains (LayerNorm, GELU's tanh terms) into their
+consumers, as in the backward pass below, and keeps the arrays that pass between matmuls,
+the softmax probabilities and the residual stream: the backward working set below (a decoder
+block's cross-attention also keeps its input residual stream, T*W*4, and LayerNorm output,
+T*W*c) and the final LayerNorm (XLA:CPU measured: smoke MAE decoder, CoCa's unimodal and
+multimodal stacks of one block each).
+
 A model.remat policy saves, per block, the block input (T*W*4) and some matmul outputs (full:
 none; save_qkv_proj: q, k, v; dots_no_batch: q, k, v, the output projection and the first MLP
 matmul; dots: those, q.k in f32 and probs.v); the backward pass recomputes the rest one block
@@ -196,11 +204,22 @@ class BlockStack:
 
     def saved_bytes(self, compute_bytes: int, policy: str) -> float:
         """Per example: what the blocks and the final LayerNorm keep for the backward pass."""
+        final_norm = LAYER_NORM_SAVED * self.tokens * self.width * F32
+        if self.depth == 1 and policy == "none":  # straight-line code to XLA (module docstring)
+            return self._lone_block_bytes(compute_bytes) + final_norm
         block = block_saved_bytes(self.tokens, self.width, self.mlp_dim, self.heads, compute_bytes, policy)
         if self._cross:
             block += cross_attention_saved_bytes(self.tokens, self.context_tokens, self.width, self.heads,
                                                  compute_bytes, policy)
-        return self.depth * block + LAYER_NORM_SAVED * self.tokens * self.width * F32
+        return self.depth * block + final_norm
+
+    def _lone_block_bytes(self, compute_bytes: int) -> float:
+        """Per example: what a stack of one block without remat keeps (module docstring): its
+        backward working set, and a cross-attention's input residual stream and LayerNorm output."""
+        block = self.materialized_bytes(compute_bytes)
+        if self._cross:
+            block += self.tokens * self.width * (F32 + compute_bytes)
+        return block
 
     def materialized_bytes(self, compute_bytes: int) -> float:
         """Per example: one block's backward working set (module docstring, second table)."""

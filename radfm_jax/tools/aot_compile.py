@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.errors import ConfigError
@@ -123,6 +124,139 @@ class MemoryReport:
         )
 
 
+def shard_bytes(abstract: Any, shardings: Any) -> int:
+    """Bytes of one device's shard of every leaf of `abstract` (shapes) under `shardings` (a
+    tree of the same structure): what the leaves' argument buffers hold, before any padding a
+    backend's memory layout adds. Shardings split evenly (jit requires it), so every device's
+    shard has the same shape."""
+    leaves, shards = jax.tree.leaves(abstract), jax.tree.leaves(shardings)
+    return sum(math.prod(sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+               for leaf, sharding in zip(leaves, shards, strict=True))
+
+
+def _tiled_bytes(shape: tuple[int, ...], layout: Any, itemsize: int) -> int:
+    """Bytes of a buffer of `shape` in a tiled layout: dimensions in the layout's major-to-minor
+    order, the minor ones rounded up to the first tile (XLA:TPU's (8, 128) and kin)."""
+    dims = [shape[d] for d in layout.major_to_minor]
+    tile = layout.tiling[0] if layout.tiling else ()
+    for i, size in enumerate(reversed(tile)):
+        if i < len(dims):
+            dims[-1 - i] = -(-dims[-1 - i] // size) * size
+    return math.prod(dims) * itemsize
+
+
+def layout_padding(compiled: Any, abstract_args: Any) -> int | None:
+    """Per device: bytes the compiled program's argument layouts add to the shards' own bytes
+    (tile padding: XLA:TPU stores the two minor dimensions of an array in tiles of up to
+    8 x 128 elements), or None where the backend gives no layouts."""
+    try:
+        formats = jax.tree.leaves(compiled.input_formats)
+    except (AttributeError, NotImplementedError, jax.errors.JaxRuntimeError):
+        return None
+    leaves = jax.tree.leaves(abstract_args)
+    if len(formats) != len(leaves) or any(getattr(f, "layout", None) is None for f in formats):
+        return None
+    padding = 0
+    for leaf, fmt in zip(leaves, formats):
+        shape = fmt.sharding.shard_shape(leaf.shape)
+        padding += _tiled_bytes(shape, fmt.layout, leaf.dtype.itemsize) - math.prod(shape) * leaf.dtype.itemsize
+    return padding
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryBreakdown:
+    """XLA's per-chip total split by what the bytes hold. The argument parts are the per-leaf
+    shard bytes of the train state and the batch; `other_arguments` is what XLA's argument size
+    has beyond them (on XLA:TPU the tile padding of small shards; `layout_padding` says how much
+    of it the argument layouts explain). Gradients live in the temporaries with the activations
+    and XLA does not tell them apart: `gradients` is one f32 copy of the trainable parameters'
+    shards, an estimate, and `activations_and_scratch` the rest of the temporaries."""
+
+    parameters: int
+    optimizer_state: int
+    extra_state: int  # the step counter and the objective's own state (an EMA teacher)
+    batch: int
+    other_arguments: int
+    layout_padding: int | None
+    outputs_not_aliased: int  # outputs not written into donated arguments (metrics)
+    gradients: int
+    activations_and_scratch: int
+    generated_code: int
+    analytic_state_bytes: float  # 12 bytes per parameter / state shards: f32 params, Adam mu, nu
+
+    @property
+    def total(self) -> int:
+        return (self.parameters + self.optimizer_state + self.extra_state + self.batch + self.other_arguments
+                + self.outputs_not_aliased + self.gradients + self.activations_and_scratch + self.generated_code)
+
+    @property
+    def temporaries(self) -> int:
+        return self.gradients + self.activations_and_scratch
+
+    @property
+    def state_vs_analytic(self) -> float:
+        """Parameters + optimizer state per chip against 12 bytes per parameter / state shards."""
+        return (self.parameters + self.optimizer_state) / self.analytic_state_bytes
+
+    @classmethod
+    def of(cls, memory: MemoryReport, exp: Experiment, compiled: Any, state_shards: int) -> "MemoryBreakdown":
+        layout, batch = exp.layout, exp.abstract_batch()
+        parts = {
+            "parameters": shard_bytes(layout.abstract.params, layout.shardings.params),
+            "optimizer_state": shard_bytes(layout.abstract.opt_state, layout.shardings.opt_state),
+            "extra_state": shard_bytes((layout.abstract.step, layout.abstract.extra),
+                                       (layout.shardings.step, layout.shardings.extra)),
+            "batch": shard_bytes(batch, {key: leaf.sharding for key, leaf in batch.items()}),
+        }
+        gradients = _gradient_bytes(exp)
+        return cls(
+            **parts,
+            other_arguments=memory.argument - sum(parts.values()),
+            layout_padding=layout_padding(compiled, (layout.abstract, batch)),
+            outputs_not_aliased=memory.output - memory.alias,
+            gradients=gradients,
+            activations_and_scratch=memory.temp - gradients,
+            generated_code=memory.generated_code,
+            analytic_state_bytes=12 * exp.num_params / state_shards,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "total": self.total, "state_vs_analytic": self.state_vs_analytic}
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) rows for the printed report."""
+        other = _bytes(self.other_arguments)
+        if self.layout_padding:
+            other += f" (layout tile padding {_bytes(self.layout_padding)})"
+        return [
+            ("per-chip memory by content", "(sums to the total above)"),
+            ("  parameters", _bytes(self.parameters)),
+            ("  optimizer state", _bytes(self.optimizer_state)),
+            ("  params + optimizer / analytic", f"{self.state_vs_analytic:.3f} "
+                                                f"(analytic 12 B/param / state shards: "
+                                                f"{_bytes(self.analytic_state_bytes)})"),
+            ("  step counter + extra state", _bytes(self.extra_state)),
+            ("  batch", _bytes(self.batch)),
+            ("  other arguments", other),
+            ("  outputs not donated", _bytes(self.outputs_not_aliased)),
+            ("  gradients (estimate, in temporaries)", _bytes(self.gradients)),
+            ("  activations + scratch (temporaries)", _bytes(self.activations_and_scratch)),
+            ("  generated code", _bytes(self.generated_code)),
+            ("  total", _bytes(self.total)),
+        ]
+
+
+def _gradient_bytes(exp: Experiment) -> int:
+    """One f32 gradient of the trainable parameters, sharded like them (frozen leaves get none)."""
+    params, shardings = exp.layout.abstract.params, exp.layout.shardings.params
+    trainable = exp.objective.trainable
+    keep = jax.tree.leaves(trainable(params)) if trainable is not None else [True] * len(jax.tree.leaves(params))
+    pairs = [(jax.ShapeDtypeStruct(leaf.shape, jnp.float32), sharding)
+             for leaf, sharding, trained in zip(jax.tree.leaves(params), jax.tree.leaves(shardings), keep, strict=True)
+             if trained]
+    return shard_bytes([leaf for leaf, _ in pairs], [sharding for _, sharding in pairs])
+
+
 @dataclasses.dataclass(frozen=True)
 class AotReport:
     topology: str
@@ -134,6 +268,7 @@ class AotReport:
     batch_size: int
     compile_s: float
     memory: MemoryReport
+    breakdown: MemoryBreakdown
     hbm_bytes: int | None
     estimated_state_bytes: float
     estimated_activation_bytes: float
@@ -163,6 +298,7 @@ class AotReport:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["memory"]["total"] = self.memory.total
+        out["breakdown"] = self.breakdown.to_dict()
         out.update(
             estimated_total_bytes=self.estimated_total_bytes,
             memory_vs_estimate=self.memory.total / self.estimated_total_bytes,
@@ -185,11 +321,12 @@ def compile_train_step(config: ExperimentConfig, topology: str = LOCAL, *,
     compiled = compile_step(exp)
     compile_s = time.perf_counter() - start
     mesh = exp.mesh
+    state_shards = mesh.shape["fsdp"] * mesh.shape["tensor"]
     estimate = estimate_memory_per_chip(
-        exp.objective, exp.num_params,
-        state_shards=mesh.shape["fsdp"] * mesh.shape["tensor"],
+        exp.objective, exp.num_params, state_shards=state_shards,
         batch_shards=math.prod(mesh.shape[axis] for axis in BATCH_AXES),
     )
+    memory = MemoryReport.of(compiled)
     flops = exp.flops()
     return AotReport(
         topology=target.name,
@@ -200,7 +337,8 @@ def compile_train_step(config: ExperimentConfig, topology: str = LOCAL, *,
         parameters=exp.num_params,
         batch_size=config.batch_size,
         compile_s=compile_s,
-        memory=MemoryReport.of(compiled),
+        memory=memory,
+        breakdown=MemoryBreakdown.of(memory, exp, compiled, state_shards),
         hbm_bytes=target.chip.hbm_bytes if target.chip else None,
         estimated_state_bytes=estimate.state_bytes,
         estimated_activation_bytes=estimate.activation_bytes,
@@ -224,7 +362,13 @@ def _xla_seconds(compiled: Any) -> float | None:
 
 
 def _bytes(n: float | None) -> str:
-    return "-" if n is None else f"{n / 2**30:.3f} GiB"
+    """GiB, or MiB / KiB for what a GiB would round to nothing (small configs, state shards)."""
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale / 10:
+            return f"{n / scale:.3f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _flops(n: float | None) -> str:
@@ -265,6 +409,9 @@ def format_report(report: AotReport) -> str:
                                    f"(state {_bytes(report.estimated_state_bytes)}, "
                                    f"activations {_bytes(report.estimated_activation_bytes)})"),
         ("  XLA / estimate", f"{m.total / report.estimated_total_bytes:.2f}"),
+        *report.breakdown.lines(),
+        ("  activations: XLA / estimate",
+         f"{report.breakdown.activations_and_scratch / report.estimated_activation_bytes:.2f}"),
         ("HBM per chip", _bytes(report.hbm_bytes)),
         ("fits", fits),
         ("FLOPs/step, XLA cost analysis", _flops(compiled_total) + loop_note),

@@ -6,6 +6,9 @@
 Activations per example are the objective's own estimate (Objective.activation_bytes_per_example,
 from its towers' block stacks: models/costs.py explains every term and what is not modelled).
 With gradient accumulation only one microbatch's activations are live.
+
+`radfm compile` checks the sum against XLA's total and the activations against XLA's
+temporaries less one gradient copy (tools/aot_compile.py, MemoryBreakdown).
 """
 
 from __future__ import annotations

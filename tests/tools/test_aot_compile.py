@@ -31,6 +31,12 @@ from radfm_jax.tools.aot_compile import compile_train_step, format_report
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
 
+
+def _leading(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The first two sizes other than 1 (jax.nn's attention keeps its softmax as
+    (layers, 1, batch, ...))."""
+    return tuple(size for size in shape if size != 1)[:2]
+
 def _tiny(rules: str, width: int = 64, remat: str = "full", **mesh) -> ExperimentConfig:
     # Activations dominate (64 examples per device): the regime the estimate is for.
     return ExperimentConfig(
@@ -57,7 +63,7 @@ def test_saved_block_bytes_are_what_the_forward_scan_hands_the_backward_scan(pol
     x = jnp.ones((batch, tokens, width), jnp.float32)
     jaxpr = jax.make_jaxpr(jax.grad(lambda s, x: nnx.merge(graph, s)(x).sum()))(state, x)
     forward_scan = next(e for e in jaxpr.eqns if e.primitive.name == "scan")
-    per_example = [v.aval for v in forward_scan.outvars if v.aval.shape[:2] == (depth, batch)]
+    per_example = [v.aval for v in forward_scan.outvars if _leading(v.aval.shape) == (depth, batch)]
     # Per-token statistics (LayerNorm's mean and rsqrt, softmax's sum: one number per token and
     # head) are left out of the closed form, 1/W of the rest.
     saved = [a for a in per_example if a.size > depth * batch * heads * tokens]
@@ -76,7 +82,7 @@ def _saved_per_example(model, graph_args, depth: int, batch: int, heads: int, to
     graph, state = nnx.split(model)
     jaxpr = jax.make_jaxpr(jax.grad(lambda s, *args: nnx.merge(graph, s)(*args).sum()))(state, *graph_args)
     forward_scan = next(e for e in jaxpr.eqns if e.primitive.name == "scan")
-    per_example = [v.aval for v in forward_scan.outvars if v.aval.shape[:2] == (depth, batch)]
+    per_example = [v.aval for v in forward_scan.outvars if _leading(v.aval.shape) == (depth, batch)]
     saved = [a for a in per_example if a.size > depth * batch * heads * tokens]
     return sum(a.size * a.dtype.itemsize for a in saved) / (depth * batch)
 
