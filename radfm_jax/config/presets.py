@@ -128,13 +128,13 @@ def synthetic_ct_cpu() -> ExperimentConfig:
 
 def smoke_3d(config: ExperimentConfig) -> ExperimentConfig:
     """The `smoke` variant of a 3D experiment: smoke()'s schedule and sizes, on 16 x 32 x 32
-    volumes through a 2-block vit3d of the experiment's attention layout."""
+    volumes through a 2-block vit3d of the experiment's attention layout (local_global: one
+    slab layer of 2 depth tokens, then one global layer)."""
     image = config.model.image
     return with_fields(smoke(config), {
         "data.num_train": 120, "data.num_val": 24, "data.num_test": 40, "data.max_text_len": 48,
         "model.image": vit3d("Ti", tubelet=(4, 8, 8), width=32, depth=2, heads=2, pool=image.pool,
-                             attention=getattr(image, "attention", "global"),
-                             slab=getattr(image, "slab", 2), global_every=getattr(image, "global_every", 2)),
+                             attention=getattr(image, "attention", "global"), slab=2, global_every=2),
         "eval.batch_size": 8,
     })
 

@@ -1,5 +1,5 @@
 """A train step of every objective on 8 fake devices (data=2, fsdp=4) equals the same step on
-one device."""
+one device, on radiographs and on volumes (vit3d, local-global and factorised attention)."""
 
 import jax
 import numpy as np
@@ -19,10 +19,14 @@ UNROLLED = ["model.scan_layers=false", "model.image.depth=1"]
 MAE = ("mae", UNROLLED)
 CAPPA = ("captioner", ["objective.parallel_fraction=0.5"])  # half CapPa rows, half teacher-forced
 COCA = ("coca", [])
+CT_CLIP = ("synthetic_ct/clip", ["model.image.attention=local_global"])
+CT_MAE = ("synthetic_ct/mae", ["model.image.attention=factorised", "model.scan_layers=false"])  # tube masks
 
 
 def _config(experiment, overrides, *extra):
-    return load_experiment(f"experiments/synthetic_cxr/{experiment}.py:smoke",
+    """`experiment`: a synthetic_cxr experiment's name, or "<folder>/<name>"."""
+    path = experiment if "/" in experiment else f"synthetic_cxr/{experiment}"
+    return load_experiment(f"experiments/{path}.py:smoke",
                            ["optim.warmup_steps=1", "optim.learning_rate=1e-2", *overrides, *extra])
 
 
@@ -59,8 +63,8 @@ def single_device():
 
 
 @pytest.mark.parametrize("experiment, overrides", [
-    ("clip", []), ("siglip", [*UNROLLED, "model.text.depth=1"]), MAE, CAPPA, COCA,
-], ids=["clip", "siglip", "mae", "captioner", "coca"])
+    ("clip", []), ("siglip", [*UNROLLED, "model.text.depth=1"]), MAE, CAPPA, COCA, CT_CLIP, CT_MAE,
+], ids=["clip", "siglip", "mae", "captioner", "coca", "ct_clip", "ct_mae"])
 def test_sharded_step_equals_single_device(experiment, overrides, single_device):
     single_losses, single_params, _ = single_device(experiment, overrides)
     sharded_mesh = MeshConfig(data=2, fsdp=4, tensor=1, rules="fsdp")
