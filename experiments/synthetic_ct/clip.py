@@ -14,9 +14,9 @@ def get_config(arg: str = "") -> ExperimentConfig:
     config = with_fields(presets.synthetic_ct_cpu(), {
         "name": "synthetic_ct_clip",
         "objective": ClipConfig(),
-        # 4 x 8 x 8 tubelets on 32 x 64 x 64 volumes: 512 tokens, global attention in 1 layer,
+        # 8 x 8 x 8 tubelets on 32 x 64 x 64 volumes: 256 tokens, global attention in 1 layer,
         # attention pooling (the findings are small and local); a 1-layer text tower.
-        "model.image": presets.vit3d("Ti", tubelet=(4, 8, 8), width=128, depth=1, heads=4, pool="map"),
+        "model.image": presets.vit3d("Ti", tubelet=(8, 8, 8), width=128, depth=1, heads=4, pool="map"),
         "model.text": presets.text("Ti", width=128, depth=1, heads=4, pool="mean"),
         "model.embed_dim": 128,
         "model.scan_layers": False,

@@ -17,7 +17,7 @@ def get_config(arg: str = "") -> ExperimentConfig:
     config = with_fields(presets.synthetic_ct_cpu(), {
         "name": "synthetic_ct_mae",
         "objective": MaeConfig(mask_ratio=0.75),
-        "model.image": presets.vit3d("Ti", tubelet=(4, 8, 8), width=128, depth=2, heads=4, pool="mean"),
+        "model.image": presets.vit3d("Ti", tubelet=(8, 8, 8), width=128, depth=2, heads=4, pool="mean"),
         "model.mae_decoder": PixelDecoderConfig(width=96, depth=1, heads=4),
         "model.scan_layers": False,
     })

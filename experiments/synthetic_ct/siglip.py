@@ -15,7 +15,7 @@ def get_config(arg: str = "") -> ExperimentConfig:
     config = with_fields(presets.synthetic_ct_cpu(), {
         "name": "synthetic_ct_siglip",
         "objective": SiglipConfig(),
-        "model.image": presets.vit3d("Ti", tubelet=(4, 8, 8), width=128, depth=1, heads=4, pool="map"),
+        "model.image": presets.vit3d("Ti", tubelet=(8, 8, 8), width=128, depth=1, heads=4, pool="map"),
         "model.text": presets.text("Ti", width=128, depth=1, heads=4, pool="mean"),
         "model.embed_dim": 128,
         "model.scan_layers": False,
