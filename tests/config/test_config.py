@@ -132,7 +132,7 @@ def test_choosing_another_objective_by_name_gives_its_config_with_its_defaults()
     ("objective.mask_ratio=0.9", ["'objective.mask_ratio'", "objective 'mae'", "'clip'", "objective.name=mae"]),
     ("objective.chunked=true", ["objective 'siglip'", "objective.name=siglip"]),
     ("objective.name=sigmoid", ["'objective.name'", "clip", "siglip", "coca", "did you mean 'siglip'"]),
-    ("model.image.name=vit3", ["'model.image.name'", "image tower", "vit", "did you mean 'vit'"]),
+    ("model.image.name=vitt", ["'model.image.name'", "image tower", "vit", "did you mean 'vit'"]),
     ("model.text.name=bert", ["text tower", "transformer"]),
     # a field of no objective: the nearest valid key
     ("objective.mask_ratoi=0.5", ["unknown config key 'objective.mask_ratoi'; did you mean 'objective.name'"]),

@@ -333,7 +333,7 @@ def _texts(value) -> list[str]:
 
 
 def test_every_real_data_builder_is_covered():
-    assert set(CASES) == set(registry.BUILDERS) - {"synthetic_cxr"}
+    assert set(CASES) == set(registry.BUILDERS) - set(registry.SYNTHETIC)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
