@@ -52,6 +52,21 @@ once as the cotangents of these arrays (one of each shape), and once more as the
 arrays themselves under a remat policy. Towers' backward passes run one after the other, so
 this working set counts once, for the largest block.
 
+3D towers (models/vit3d.py) count the same terms per remat unit of the encoder's scan. Every
+term is per half block: an attention half (LayerNorm, its output, q, k, v, attention output,
+softmax) and an MLP half (LayerNorm, its output, the hidden layer). A block that attends within
+`sequences` runs of T tokens (slices, slabs) counts its softmax per run, h*T*T per run, and
+its other terms over all sequences*T tokens. A factorised (divided) block adds a second
+attention half along depth, with its own softmax of h*S*S per (h, w) position; the block is
+one remat unit: one saved input, one working set holding both softmaxes. A local_global group
+(slab layers and one global layer) is one remat unit: under a remat policy it saves one input;
+its backward's working set is counted as the largest block's, as for other stacks (with the
+slab layers' recomputed working sets added beside the global layer's, XLA:CPU's activations
+were 0.88 and XLA:TPU's 0.70 of the count: XLA holds less of them). Counting a factorised layer as separate
+spatial and depth blocks instead (each with its own saved input and a working set of one slice)
+undercounts CT-CLIP's 13,824-token volume 2.6-fold: one slice's working set is 1/24 of the
+layer's (XLA:TPU, benchmarks/aot_ct_clip.py: 1.06 x the estimate here, 2.6 x the old count).
+
 Not modelled, measured against XLA:TPU for ViT-B/16 at 16 examples per chip
 (benchmarks/aot_vit_b16_v5e.py): XLA:TPU stores arrays in (8, 128) tiles and chose layouts with
 the 196 tokens as the minor dimension for most saved residuals, padding them to 256 (+30% on
@@ -119,12 +134,46 @@ def softmax_bytes(queries: int, keys: int, heads: int, compute_bytes: int) -> fl
     return heads * queries * keys * (F32 + compute_bytes)
 
 
+# A block is an attention half (LayerNorm, q/k/v/output projections, softmax) and an MLP half
+# (LayerNorm, two matmuls); the byte counts below are per half, so a divided (factorised)
+# block, which has a second attention half, is counted from the same terms.
+
+
+def attention_residual_bytes(tokens: int, width: int, heads: int, compute_bytes: int) -> float:
+    """Per example: what autodiff saves of one attention half without remat: its LayerNorm,
+    the LayerNorm's output, q, k, v, the attention output, the softmax."""
+    t, w, c = tokens, width, compute_bytes
+    return LAYER_NORM_SAVED * t * w * F32 + 5 * t * w * c + softmax_bytes(t, t, heads, c)
+
+
+def mlp_residual_bytes(tokens: int, width: int, mlp_dim: int, compute_bytes: int) -> float:
+    """Per example: what autodiff saves of one MLP half without remat: its LayerNorm, the
+    LayerNorm's output, GELU's terms."""
+    t, w, m, c = tokens, width, mlp_dim, compute_bytes
+    return LAYER_NORM_SAVED * t * w * F32 + t * w * c + GELU_SAVED * t * m * c
+
+
 def block_residual_bytes(tokens: int, width: int, mlp_dim: int, heads: int, compute_bytes: int) -> float:
     """Per example: what autodiff saves of one block without remat (the module docstring's
     first table)."""
-    t, w, m, c = tokens, width, mlp_dim, compute_bytes
-    return (2 * LAYER_NORM_SAVED * t * w * F32 + 6 * t * w * c + softmax_bytes(t, t, heads, c)
-            + GELU_SAVED * t * m * c)
+    return (attention_residual_bytes(tokens, width, heads, compute_bytes)
+            + mlp_residual_bytes(tokens, width, mlp_dim, compute_bytes))
+
+
+def attention_policy_bytes(tokens: int, width: int, heads: int, compute_bytes: int, policy: str) -> float:
+    """Per example: the matmul outputs of one attention half a remat policy saves."""
+    t, w, c = tokens, width, compute_bytes
+    return {
+        "full": 0.0,
+        "save_qkv_proj": 3 * t * w * c,
+        "dots_no_batch": 4 * t * w * c,
+        "dots": 5 * t * w * c + heads * t * t * F32,
+    }[policy]
+
+
+def mlp_policy_bytes(tokens: int, mlp_dim: int, compute_bytes: int, policy: str) -> float:
+    """Per example: the matmul output of one MLP half a remat policy saves (the first)."""
+    return tokens * mlp_dim * compute_bytes if policy in ("dots_no_batch", "dots") else 0.0
 
 
 def block_saved_bytes(tokens: int, width: int, mlp_dim: int, heads: int, compute_bytes: int,
@@ -132,21 +181,29 @@ def block_saved_bytes(tokens: int, width: int, mlp_dim: int, heads: int, compute
     """Per example: what one block keeps for the backward pass under a model.remat policy."""
     if policy == "none":
         return block_residual_bytes(tokens, width, mlp_dim, heads, compute_bytes)
+    return (tokens * width * F32 + attention_policy_bytes(tokens, width, heads, compute_bytes, policy)
+            + mlp_policy_bytes(tokens, mlp_dim, compute_bytes, policy))
+
+
+def attention_materialized_bytes(tokens: int, width: int, heads: int, compute_bytes: int) -> float:
+    """Per example: what one attention half's fused backward materializes: its residual
+    stream, LayerNorm output, q, k, v, attention output and softmax."""
+    t, w, c = tokens, width, compute_bytes
+    return t * w * F32 + 5 * t * w * c + softmax_bytes(t, t, heads, c)
+
+
+def mlp_materialized_bytes(tokens: int, width: int, mlp_dim: int, compute_bytes: int) -> float:
+    """Per example: what one MLP half's fused backward materializes: its residual stream,
+    LayerNorm output and the hidden layer before and after GELU."""
     t, w, m, c = tokens, width, mlp_dim, compute_bytes
-    saved_matmuls = {
-        "full": 0.0,
-        "save_qkv_proj": 3 * t * w * c,
-        "dots_no_batch": 4 * t * w * c + t * m * c,
-        "dots": 5 * t * w * c + t * m * c + heads * t * t * F32,
-    }[policy]
-    return t * w * F32 + saved_matmuls
+    return t * w * F32 + t * w * c + 2 * t * m * c
 
 
 def block_materialized_bytes(tokens: int, width: int, mlp_dim: int, heads: int, compute_bytes: int) -> float:
     """Per example: the arrays one block's fused computation materializes (the module
     docstring's second table); its backward pass holds their cotangents."""
-    t, w, m, c = tokens, width, mlp_dim, compute_bytes
-    return 2 * t * w * F32 + 6 * t * w * c + softmax_bytes(t, t, heads, c) + 2 * t * m * c
+    return (attention_materialized_bytes(tokens, width, heads, compute_bytes)
+            + mlp_materialized_bytes(tokens, width, mlp_dim, compute_bytes))
 
 
 def cross_attention_saved_bytes(tokens: int, context_tokens: int, width: int, heads: int,
@@ -168,7 +225,18 @@ def cross_attention_saved_bytes(tokens: int, context_tokens: int, width: int, he
 class BlockStack:
     """`depth` pre-norm blocks over `tokens` tokens of `width` (MLP width `mlp_dim`, `heads`
     heads) and a final LayerNorm; decoder blocks also cross-attend to `context_tokens` tokens
-    of `context_width`. What a tower tells objectives about its cost."""
+    of `context_width`. What a tower tells objectives about its cost.
+
+    3D layouts (models/vit3d.py): each block attends within `sequences` independent runs of
+    `tokens` tokens per example (slices, slabs), its LayerNorms and MLP run over all of them;
+    a `divided` block (TimeSformer's factorised attention) then attends across the runs at
+    each of the `tokens` positions (`sequences` tokens each) with its own LayerNorm, before
+    its MLP: one remat unit, so one saved input per block, and one backward working set that
+    holds both attentions. `group_layers` > 0: these blocks run inside the remat units of the
+    next stack, `group_layers` of them per unit (local_global's slab layers, scanned in groups
+    with one global layer): under a remat policy they save no input of their own (the unit
+    saves one), and they add no final LayerNorm.
+    """
 
     tokens: int
     width: int
@@ -177,14 +245,24 @@ class BlockStack:
     depth: int
     context_tokens: int = 0
     context_width: int = 0
+    sequences: int = 1
+    divided: bool = False
+    group_layers: int = 0
 
     @property
     def _cross(self) -> bool:
         return self.context_tokens > 0
 
+    @property
+    def total_tokens(self) -> int:
+        """Tokens per example a block's LayerNorms and MLP see."""
+        return self.sequences * self.tokens
+
     def forward_flops(self) -> float:
         """Per example, forward, every block."""
-        block = block_flops(self.tokens, self.width, self.mlp_dim)
+        block = self.sequences * block_flops(self.tokens, self.width, self.mlp_dim)
+        if self.divided:  # an attention half (no MLP) over each position's `sequences` tokens
+            block += self.tokens * block_flops(self.sequences, self.width, 0)
         if self._cross:
             block += cross_attention_flops(self.tokens, self.context_tokens, self.width, self.context_width)
         return float(self.depth * block)
@@ -194,7 +272,9 @@ class BlockStack:
         Cross-attention redoes what the policy did not save of its query, scores, probs.v and
         output projection; the context's keys and values are not recomputed (XLA:CPU measured:
         they depend on the context alone, not on the block's residual stream)."""
-        block = block_recompute_flops(self.tokens, self.width, self.mlp_dim, policy)
+        block = self.sequences * block_recompute_flops(self.tokens, self.width, self.mlp_dim, policy)
+        if self.divided:
+            block += self.tokens * block_recompute_flops(self.sequences, self.width, 0, policy)
         if self._cross and policy != "none":
             t, tc, w = self.tokens, self.context_tokens, self.width
             block += {"dots": 0.0, "dots_no_batch": 4 * t * tc * w,
@@ -204,13 +284,23 @@ class BlockStack:
 
     def saved_bytes(self, compute_bytes: int, policy: str) -> float:
         """Per example: what the blocks and the final LayerNorm keep for the backward pass."""
-        final_norm = LAYER_NORM_SAVED * self.tokens * self.width * F32
+        c, t, s, w = compute_bytes, self.tokens, self.sequences, self.width
+        final_norm = 0.0 if self.group_layers else LAYER_NORM_SAVED * self.total_tokens * w * F32
         if self.depth == 1 and policy == "none":  # straight-line code to XLA (module docstring)
-            return self._lone_block_bytes(compute_bytes) + final_norm
-        block = block_saved_bytes(self.tokens, self.width, self.mlp_dim, self.heads, compute_bytes, policy)
+            return self._lone_block_bytes(c) + final_norm
+        if policy == "none":
+            block = s * block_residual_bytes(t, w, self.mlp_dim, self.heads, c)
+            if self.divided:
+                block += t * attention_residual_bytes(s, w, self.heads, c)
+        else:
+            block = s * (attention_policy_bytes(t, w, self.heads, c, policy)
+                         + mlp_policy_bytes(t, self.mlp_dim, c, policy))
+            if self.divided:
+                block += t * attention_policy_bytes(s, w, self.heads, c, policy)
+            if not self.group_layers:  # the remat unit's input
+                block += self.total_tokens * w * F32
         if self._cross:
-            block += cross_attention_saved_bytes(self.tokens, self.context_tokens, self.width, self.heads,
-                                                 compute_bytes, policy)
+            block += cross_attention_saved_bytes(t, self.context_tokens, w, self.heads, c, policy)
         return self.depth * block + final_norm
 
     def _lone_block_bytes(self, compute_bytes: int) -> float:
@@ -223,9 +313,12 @@ class BlockStack:
 
     def materialized_bytes(self, compute_bytes: int) -> float:
         """Per example: one block's backward working set (module docstring, second table)."""
-        block = block_materialized_bytes(self.tokens, self.width, self.mlp_dim, self.heads, compute_bytes)
+        c, t, s, w = compute_bytes, self.tokens, self.sequences, self.width
+        block = s * block_materialized_bytes(t, w, self.mlp_dim, self.heads, c)
+        if self.divided:
+            block += t * attention_materialized_bytes(s, w, self.heads, c)
         if self._cross:
-            t, tc, w, c = self.tokens, self.context_tokens, self.width, compute_bytes
+            tc = self.context_tokens
             block += 2 * t * w * c + 2 * tc * w * c + softmax_bytes(t, tc, self.heads, c)
         return block
 

@@ -216,9 +216,12 @@ class ViT3D(nnx.Module):
         if len(image_shape) != 3:
             raise ConfigError(f"{key}.name=vit3d reads (D, H, W) volumes, but the inputs are {len(image_shape)}D of "
                               f"size {tuple(image_shape)}; use a volumetric data set or {key}.name=vit")
-        if any(size % patch for size, patch in zip(image_shape, cfg.tubelet)):
-            raise ConfigError(f"the volume size {tuple(image_shape)} is not divisible by "
-                              f"{key}.tubelet={tuple(cfg.tubelet)}")
+        misfits = [f"{axis} {size} -> {size // patch * patch or patch} or {(size // patch + 1) * patch}"
+                   for axis, size, patch in zip("DHW", image_shape, cfg.tubelet) if size % patch]
+        if misfits:
+            raise ConfigError(f"the volume size {tuple(image_shape)} is not divisible by {key}.tubelet="
+                              f"{tuple(cfg.tubelet)}; the nearest sizes that are: {', '.join(misfits)} (the "
+                              "volume is (data.input_size / 2, data.input_size, data.input_size))")
         if cfg.attention == "factorised" and cfg.pool == "cls":
             raise ConfigError(f"{key}.pool=cls needs layers that attend over every token, which "
                               f"{key}.attention=factorised has none of; use pool=mean or pool=map, or "
@@ -259,12 +262,12 @@ class ViT3D(nnx.Module):
         of them (default all; for factorised / local_global a tube-masked subset, patches / gd
         per slice) and the pooling head.
 
-        Each layout is stacks of blocks whose FLOPs add up exactly: a factorised layer is
-        gd spatial blocks of gh*gw tokens and gh*gw depth attentions of gd tokens (a stack
-        with no MLP); a local_global group's slab layers are gd / slab blocks of slab*gh*gw
-        tokens each. Activation bytes are close, not exact, for those two layouts: each stack
-        adds a final LayerNorm over its own tokens and the depth attention counts two
-        LayerNorms where it has one.
+        Each layout is stacks of blocks whose FLOPs add up exactly and whose activation bytes
+        follow the remat units the encoder scans (models/costs.py, BlockStack): a factorised
+        layer is one divided block, attending within the gd slices of gh*gw tokens and then
+        along depth at each of the gh*gw positions; a local_global group's slab layers attend
+        within gd / slab slabs of slab*gh*gw tokens and run inside the group with its global
+        layer, which remat recomputes as one unit.
         """
         all_patches = cls.num_patches_of(cfg, image_shape)
         kept = all_patches if patches is None else patches
@@ -275,14 +278,14 @@ class ViT3D(nnx.Module):
         if cfg.attention == "global":
             stacks = (BlockStack(kept + cls_tokens, w, m, h, cfg.depth),)
         elif cfg.attention == "factorised":
-            stacks = (BlockStack(per_slice, w, m, h, cfg.depth * slices),
-                      BlockStack(slices, w, 0, h, cfg.depth * per_slice))
+            stacks = (BlockStack(per_slice, w, m, h, cfg.depth, sequences=slices, divided=True),)
         else:
             global_layers = cfg.depth // cfg.global_every
             windows = slices // cfg.slab
             stacks = (BlockStack(kept + cls_tokens, w, m, h, global_layers),)
             if cfg.global_every > 1:
-                stacks = (BlockStack(kept // windows, w, m, h, (cfg.depth - global_layers) * windows), *stacks)
+                stacks = (BlockStack(kept // windows, w, m, h, cfg.depth - global_layers, sequences=windows,
+                                     group_layers=cfg.global_every - 1), *stacks)
         patch_embed = 2 * all_patches * cls.patch_dim_of(cfg, image_shape, channels) * w
         head = map_head_flops(kept + cls_tokens, w, m) if cfg.pool == "map" else 0.0
         return TowerCosts(width=w, input_flops=float(patch_embed), stacks=stacks, head_flops=float(head))

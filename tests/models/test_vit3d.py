@@ -256,7 +256,7 @@ def test_check_refuses():
         ViT3D.check(config("local_global", depth=4), VOLUME)
     with pytest.raises(ConfigError, match="volumes"):
         ViT3D.check(config(), (8, 8))
-    with pytest.raises(ConfigError, match="tubelet"):
+    with pytest.raises(ConfigError, match="nearest sizes that are: W 6 -> 4 or 8"):
         ViT3D.check(config(), (8, 8, 6))
     assert ViT3D.mask_tube(config(), VOLUME) == VOLUME[0] // config().tubelet[0]
 
