@@ -1,9 +1,11 @@
-"""Input-pipeline throughput: examples/s of the Grain train loader on synthetic_cxr (decode,
-augment, tokenize, batch), against examples/s the train step consumes on this machine
+"""Input-pipeline throughput: examples/s of the Grain train loader of an experiment's data set
+(synthetic_cxr, synthetic_ct, ...: decode, augment, tokenize, batch), against examples/s the train step consumes on this machine
 (benchmarks/presets_throughput.py or train_step.py figures, passed with --step-examples-per-sec).
 The loader must outrun the step, or the devices wait for data.
 
     python benchmarks/input_pipeline.py --config experiments/synthetic_cxr/clip.py:smoke --batches 20
+    python benchmarks/input_pipeline.py --config experiments/synthetic_ct/clip.py --set data.augment=true \
+        --set data.worker_count=2 --out benchmarks/results/volume_pipeline_augment_w2.json
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from absl import flags
 
 from radfm_jax.config.loading import load_experiment
 from radfm_jax.data.datasets import open_prepared
@@ -49,6 +53,7 @@ def main() -> None:
                         help="what the train step consumes, to report the ratio")
     parser.add_argument("--out", default="benchmarks/results/input_pipeline.json")
     args = parser.parse_args()
+    flags.FLAGS.mark_as_parsed()  # Grain's worker processes (data.worker_count > 0) read absl flags
     result = measure(load_experiment(args.config, args.overrides), args.batches)
     result["overrides"] = args.overrides
     if args.step_examples_per_sec:

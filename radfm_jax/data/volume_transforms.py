@@ -28,7 +28,6 @@ from collections.abc import Sequence
 
 import grain
 import numpy as np
-from scipy import ndimage
 
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data.tokenizer import Tokenizer
@@ -145,6 +144,8 @@ class FitVolume(grain.transforms.Map):
     def map(self, element: Record) -> dict:
         image = element["image"]
         _check_volume(image, "image")
+        if image.shape[:3] == tuple(self.size):  # prepared at the model's size: nothing to find
+            return dict(element)
         starts = body_crop_starts(image, self.size, self.threshold)
         window = tuple(slice(s, s + min(n, t)) for s, n, t in zip(starts, image.shape, self.size))
         return {**element, "image": crop_or_pad(image[window], self.size, fill=0.0)}
@@ -223,12 +224,29 @@ class RandomVolumeFlip(grain.transforms.RandomMap):
         return out
 
 
+def _resample_axis(image: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
+    """Linear interpolation of `image` along `axis` at positions `coords` (one per output
+    voxel of that axis); positions outside [0, n - 1] give 0 (scipy's mode="constant")."""
+    n = image.shape[axis]
+    inside = (coords >= 0) & (coords <= n - 1)
+    low = np.clip(np.floor(coords), 0, max(n - 2, 0)).astype(np.intp)
+    high = np.minimum(low + 1, n - 1)
+    shape = [1] * image.ndim
+    shape[axis] = coords.size
+    weight = np.where(inside, coords - low, 0.0).astype(np.float32).reshape(shape)
+    keep = inside.astype(np.float32).reshape(shape)
+    below = np.take(image, low, axis=axis)
+    return (below + weight * (np.take(image, high, axis=axis) - below)) * keep
+
+
 @dataclasses.dataclass(frozen=True)
 class RandomShiftScale(grain.transforms.RandomMap):
     """A random isotropic scale s ~ U(min_scale, max_scale) about the volume centre, then a
     shift t_a ~ U(-max_shift[a], max_shift[a]) voxels along each of (D, H, W): output voxel o
-    samples input c + (o - c - t) / s, linearly (scipy.ndimage.affine_transform, order 1);
-    outside the input is 0 (air). One factor on every voxel axis is also isotropic in mm."""
+    samples input c + (o - c - t) / s, linearly; outside the input is 0 (air). The same as
+    scipy.ndimage.affine_transform(order=1, mode="constant") with that diagonal matrix, done as
+    one 1-D interpolation per axis (trilinear is separable), ~6x faster. One factor on every
+    voxel axis is also isotropic in mm."""
 
     max_shift: tuple[float, float, float] = (2.0, 4.0, 4.0)
     min_scale: float = 0.9
@@ -239,15 +257,13 @@ class RandomShiftScale(grain.transforms.RandomMap):
         _check_volume(image, "image")
         scale = rng.uniform(self.min_scale, self.max_scale)
         shift = np.array([rng.uniform(-m, m) for m in self.max_shift])
-        centre = (np.asarray(image.shape[:3], dtype=np.float64) - 1) / 2
-        # A diagonal (1-D) matrix takes scipy's fast separable path; the channel axis maps to
-        # itself at integer positions, so channels never mix.
-        out = ndimage.affine_transform(
-            image, np.array([1 / scale] * 3 + [1.0]),
-            offset=np.append(centre - (centre + shift) / scale, 0.0),
-            order=1, mode="constant", cval=0.0, prefilter=False,
-        )
-        return {**element, "image": out.astype(np.float32, copy=False)}
+        out = np.asarray(image, dtype=np.float32)
+        for axis in range(3):
+            n = image.shape[axis]
+            centre = (n - 1) / 2
+            coords = centre + (np.arange(n) - centre - shift[axis]) / scale
+            out = _resample_axis(out, axis, coords)
+        return {**element, "image": out}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,8 +281,12 @@ class RandomIntensityJitter(grain.transforms.RandomMap):
         channels = image.shape[-1]
         k = rng.uniform(1.0 - self.contrast, 1.0 + self.contrast, size=channels).astype(np.float32)
         b = rng.uniform(-self.brightness, self.brightness, size=channels).astype(np.float32)
-        m = image.mean(axis=(0, 1, 2), dtype=np.float32)
-        out = np.clip((image - m) * k + (m + b), 0.0, 1.0).astype(np.float32, copy=False)
+        # Rows of (W * C) values first: a contiguous reduction, ~40x faster than over axes 0-2.
+        rows = image.reshape(-1, image.shape[-2] * channels).mean(axis=0, dtype=np.float64)
+        m = rows.reshape(-1, channels).mean(axis=0).astype(np.float32)
+        out = image * k  # (x - m) k + m + b as one multiply-add, clipped in place
+        out += m * (1.0 - k) + b
+        np.clip(out, 0.0, 1.0, out=out)
         return {**element, "image": out}
 
 

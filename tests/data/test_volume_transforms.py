@@ -175,6 +175,35 @@ def test_shift_scale_identity_and_about_the_centre():
     assert moved.min() >= 0 and moved.max() <= 1
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_shift_scale_equals_scipy_affine_transform(seed):
+    # The separable interpolation against scipy's 3-D one with the same diagonal map.
+    from scipy import ndimage
+
+    image = np.random.default_rng(seed).random((6, 10, 9, 2), dtype=np.float32)
+    op = VT.RandomShiftScale(max_shift=(2.0, 3.0, 3.0), min_scale=0.8, max_scale=1.25)
+    out = op.random_map({"image": image}, np.random.default_rng(seed))["image"]
+    rng = np.random.default_rng(seed)  # the draws random_map made, in its order
+    scale = rng.uniform(0.8, 1.25)
+    shift = np.array([rng.uniform(-m, m) for m in (2.0, 3.0, 3.0)])
+    centre = (np.asarray(image.shape[:3], np.float64) - 1) / 2
+    expected = ndimage.affine_transform(image, np.array([1 / scale] * 3 + [1.0]),
+                                        offset=np.append(centre - (centre + shift) / scale, 0.0),
+                                        order=1, mode="constant", cval=0.0, prefilter=False)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_intensity_jitter_is_the_hand_computation():
+    image = np.random.default_rng(6).random((3, 4, 5, 2), dtype=np.float32)
+    out = VT.RandomIntensityJitter(brightness=0.2, contrast=0.4).random_map(
+        {"image": image}, np.random.default_rng(1))["image"]
+    rng = np.random.default_rng(1)
+    k, b = rng.uniform(0.6, 1.4, size=2), rng.uniform(-0.2, 0.2, size=2)
+    m = image.mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(out, np.clip((image - m) * k + m + b, 0, 1), atol=1e-6)
+
+
 def test_intensity_jitter_stays_in_range_and_is_per_channel():
     image = np.random.default_rng(4).random((4, 6, 6, 2), dtype=np.float32)
     jitter = VT.RandomIntensityJitter(brightness=0.3, contrast=0.5)

@@ -1,4 +1,4 @@
-"""The prepared-record schema every chest X-ray builder writes and every pipeline reads."""
+"""The prepared-record schema every chest X-ray and CT builder writes and every pipeline reads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from radfm_jax.data.findings import FINDINGS
+
+VOLUME_BYTES_NOTE = "volume stored as one raw byte string (tfds Encoding.BYTES): ~30x faster reads."
 
 
 def cxr_features(image_size: int, label_names: Sequence[str] = FINDINGS) -> tfds.features.FeaturesDict:
@@ -31,3 +33,10 @@ def manual_cxr_features(image_size: int, label_names: Sequence[str]) -> tfds.fea
     features = dict(cxr_features(image_size, label_names))
     features["source_path"] = tfds.features.Text()
     return tfds.features.FeaturesDict(features)
+
+
+def volume_feature(size: Sequence[int], channels: int) -> tfds.features.Tensor:
+    """A uint8 (D, H, W, C) volume stored as one raw byte string: reading a record is then a
+    copy, ~30x faster than tfds' default per-element encoding (which dominated the volume
+    loader's time on 32 x 64 x 64 volumes)."""
+    return tfds.features.Tensor(shape=(*size, channels), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)

@@ -16,6 +16,7 @@ from fake_data import source
 from radfm_jax.data.builders.ct_rate import CtRate, CtRateConfig
 from radfm_jax.data.builders.ct_rate.hounsfield import HounsfieldUndecided, decide_hu, to_hounsfield
 from radfm_jax.data.builders.ct_rate.tables import ABNORMALITIES, ScanMetadata
+from radfm_jax.data.builders.skips import SKIPPED_RECORDS_FILE
 from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.volume import Volume
 from radfm_jax.errors import ConfigError
@@ -39,7 +40,9 @@ GOOD = {  # volume -> (findings, impression)
 }
 EMPTY_REPORT = "train_8_a_1"
 CORRUPT = "train_7_a_1"
-REPORTS = {**GOOD, EMPTY_REPORT: ("", ""), CORRUPT: ("Minimal atelectasis.", "Atelectasis.")}
+CONSTANT = "train_10_a_1"  # a failed export: every stored voxel 0
+REPORTS = {**GOOD, EMPTY_REPORT: ("", ""), CORRUPT: ("Minimal atelectasis.", "Atelectasis."),
+           CONSTANT: ("No pathology.", "Normal chest CT.")}
 UNLISTED = "train_9_a_1"  # a file no table names
 
 
@@ -74,7 +77,7 @@ def _volume_path(root: Path, folder: str, name: str) -> Path:
 
 
 def _write_tables(root: Path, xy_spacing: float, z_spacing: float, names=None) -> None:
-    names = names or [*GOOD, EMPTY_REPORT, CORRUPT]
+    names = names or [*GOOD, EMPTY_REPORT, CORRUPT, CONSTANT]
     files = {"train": ("train_reports.csv", "train_predicted_labels.csv", "train_metadata.csv"),
              "valid": ("validation_reports.csv", "valid_predicted_labels.csv", "validation_metadata.csv")}
     for pool, (reports, labels, metadata) in files.items():
@@ -101,6 +104,7 @@ def _write_first_release(root: Path) -> Path:
     for name in [*GOOD, EMPTY_REPORT, UNLISTED]:
         _write_volume(_volume_path(root, _pool(name), name),
                       ((_hu(name) - INTERCEPT) / SLOPE).astype(np.int16), np.eye(4))
+    _write_volume(_volume_path(root, "train", CONSTANT), np.zeros(SHAPE, np.int16), np.eye(4))
     corrupt = _volume_path(root, "train", CORRUPT)
     corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"\x1f\x8b\x08\x00 not a gzip stream")
@@ -177,8 +181,10 @@ def test_both_releases_give_the_windowed_hu_volume(first_release, re_release):
 
 def test_bad_records_are_counted_and_skipped(first_release, re_release):
     summary = first_release[0].info.metadata["build_summary"]
-    assert summary["skipped"] == {"empty_report": 1, "unreadable_image": 1, "no_report": 1}
+    assert summary["skipped"] == {"empty_report": 1, "unreadable_image": 2, "no_report": 1}
     assert sum(summary["written"].values()) == len(GOOD)
+    listed = (Path(first_release[0].data_dir) / SKIPPED_RECORDS_FILE).read_text()
+    assert f"{CONSTANT}.nii.gz" in listed and "every voxel is 0:" in listed
     summary = re_release[0].info.metadata["build_summary"]
     assert summary["skipped"] == {} and summary["filtered"] == {"older_release_copy": 1}
 

@@ -45,6 +45,7 @@ from radfm_jax.data.builders.ct_rate.tables import (
     read_pool,
     volume_key,
 )
+from radfm_jax.data.builders.features import VOLUME_BYTES_NOTE, volume_feature
 from radfm_jax.data.builders.manual_folder import require_files
 from radfm_jax.data.builders.patient_splits import seeded_split
 from radfm_jax.data.builders.pseudonyms import Pseudonymizer
@@ -163,8 +164,8 @@ class CtRate(ManualBuilder):
     """CT-RATE chest CT volumes with reports and 18 abnormality labels."""
 
     name = "ct_rate"
-    VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE}
+    VERSION = tfds.core.Version("1.2.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE, "1.2.0": VOLUME_BYTES_NOTE}
     BUILDER_CONFIGS = [CtRateConfig()]
     LABEL_NAMES = LABEL_NAMES
     LAYOUT = LAYOUT
@@ -184,7 +185,7 @@ class CtRate(ManualBuilder):
     def _features(self) -> tfds.features.FeaturesDict:
         spec = self.builder_config.spec
         return tfds.features.FeaturesDict({
-            "volume": tfds.features.Tensor(shape=(*spec.size, spec.channels), dtype=np.uint8),
+            "volume": volume_feature(spec.size, spec.channels),
             "report": tfds.features.Text(),
             "labels": tfds.features.Tensor(shape=(len(LABEL_NAMES),), dtype=np.int8),
             "patient_id": tfds.features.Text(),
@@ -235,6 +236,10 @@ class CtRate(ManualBuilder):
 
     def _load(self, example: PlannedVolume) -> dict[str, Any]:
         volume = with_spacing(read_nifti(example.image_path), example.metadata)
+        low, high = float(volume.values.min()), float(volume.values.max())
+        if low == high:  # an empty or failed export: windowing would give a blank, labelled record
+            raise NiftiReadError(example.image_path, f"every voxel is {low:g}: an empty or failed export; "
+                                                     "export the scan again")
         mode, hu_volume = to_hounsfield(volume, example.metadata, self.builder_config.hu)
         return {"volume": self.builder_config.spec.apply_volume(hu_volume), "hu": mode}
 

@@ -35,6 +35,7 @@ from radfm_jax.data.builders.ct_rate.builder import (
     volume_spec,
 )
 from radfm_jax.data.builders.ct_rate.tables import LABEL_NAMES
+from radfm_jax.data.builders.features import VOLUME_BYTES_NOTE, volume_feature
 from radfm_jax.data.builders.registered_configs import RegisteredConfigs
 from radfm_jax.data.builders.synthetic_ct.render import render
 from radfm_jax.data.builders.synthetic_ct.reports import write_report
@@ -110,8 +111,8 @@ def make_example(config: SyntheticCtConfig, patients: Patients, patient: int, vi
 class SyntheticCt(RegisteredConfigs, tfds.core.GeneratorBasedBuilder):
     """Procedurally generated chest CT volumes with free-text reports and CT-RATE's 18 labels."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": VOLUME_BYTES_NOTE}
     BUILDER_CONFIGS = [SyntheticCtConfig()]
     LABEL_NAMES = LABEL_NAMES
     # Nothing is downloaded, so there is no checksum file to find (see synthetic_cxr).
@@ -133,7 +134,7 @@ class SyntheticCt(RegisteredConfigs, tfds.core.GeneratorBasedBuilder):
             builder=self,
             description=__doc__,
             features=tfds.features.FeaturesDict({
-                "volume": tfds.features.Tensor(shape=(*spec.size, spec.channels), dtype=np.uint8),
+                "volume": volume_feature(spec.size, spec.channels),
                 "report": tfds.features.Text(),
                 "labels": tfds.features.Tensor(shape=(len(LABEL_NAMES),), dtype=np.int8),
                 "patient_id": tfds.features.Text(),
