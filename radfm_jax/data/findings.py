@@ -126,12 +126,69 @@ FINDING_PHRASES: dict[str, FindingPhrases] = {
 }
 NO_FINDING = "no_finding"
 
+# The same for chest CT, over CT-RATE's 18 abnormalities (ct_rate.tables.LABEL_NAMES): CT reports
+# name a finding by lobe, node station or subtype, not by radiograph zone or silhouette, and deny
+# it with a noun phrase ("no pericardial fluid", "no enlarged lymph node"). A CT report never
+# says "enlarged cardiac silhouette", so the radiograph table's positive side would pull the
+# prompt away from the reports that state the finding.
+_LOBES = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe")
+CT_FINDING_PHRASES: dict[str, FindingPhrases] = {
+    "medical_material": FindingPhrases(
+        ("central venous catheter in place", "cardiac pacemaker in place", "sternotomy wires",
+         "nasogastric tube in place"), ("medical material", "catheter or device")),
+    "arterial_wall_calcification": FindingPhrases(
+        ("arterial wall calcification", "calcified atherosclerotic plaques in the aorta",
+         "atherosclerotic calcification of the aortic wall"),
+        ("arterial wall calcification", "atherosclerotic calcification")),
+    "cardiomegaly": FindingPhrases(
+        ("cardiomegaly", "mild cardiomegaly", "moderate cardiomegaly", "enlarged heart"),
+        ("cardiomegaly", "enlargement of the heart")),
+    "pericardial_effusion": FindingPhrases(
+        ("pericardial effusion", "small pericardial effusion", "pericardial fluid"),
+        ("pericardial effusion", "pericardial fluid")),
+    "coronary_artery_wall_calcification": FindingPhrases(
+        ("coronary artery wall calcification", "calcified plaques in the coronary arteries"),
+        ("coronary artery calcification",)),
+    "hiatal_hernia": FindingPhrases(("hiatal hernia", "small hiatal hernia"), ("hiatal hernia",)),
+    "lymphadenopathy": FindingPhrases(
+        ("mediastinal lymphadenopathy", "enlarged mediastinal lymph nodes", "enlarged hilar lymph nodes",
+         "enlarged subcarinal lymph node", "lymph nodes of pathological size"),
+        ("mediastinal or hilar lymphadenopathy", "enlarged lymph node", "lymph node of pathological size")),
+    "emphysema": FindingPhrases(
+        ("emphysema", "centrilobular emphysema", "paraseptal emphysema", "emphysematous changes in both lungs"),
+        ("emphysema", "emphysematous change")),
+    "atelectasis": FindingPhrases(
+        ("atelectasis", "subsegmental atelectasis in the lower lobes", "linear atelectasis"), ("atelectasis",)),
+    "lung_nodule": FindingPhrases(
+        ("pulmonary nodule", "multiple pulmonary nodules", "lung mass")
+        + tuple(f"nodule in the {lobe}" for lobe in _LOBES),
+        ("pulmonary nodule", "nodule or mass in either lung")),
+    "lung_opacity": FindingPhrases(("ground-glass opacity", "patchy opacities in the lungs"),
+                                   ("lung opacity", "ground-glass opacity")),
+    "pulmonary_fibrotic_sequela": FindingPhrases(
+        ("fibrotic sequelae in the lungs", "fibrotic bands", "parenchymal fibrotic changes"),
+        ("fibrotic sequela",)),
+    "pleural_effusion": FindingPhrases(
+        _sided("pleural effusion") + ("bilateral pleural effusions",), ("pleural effusion", "pleural fluid")),
+    "mosaic_attenuation_pattern": FindingPhrases(
+        ("mosaic attenuation pattern", "mosaic attenuation in both lungs"), ("mosaic attenuation",)),
+    "peribronchial_thickening": FindingPhrases(("peribronchial thickening", "bronchial wall thickening"),
+                                               ("peribronchial thickening",)),
+    "consolidation": FindingPhrases(("consolidation",) + tuple(f"consolidation in the {lobe}" for lobe in _LOBES),
+                                    ("consolidation", "focal consolidation")),
+    "bronchiectasis": FindingPhrases(("bronchiectasis", "cylindrical bronchiectasis in the lower lobes"),
+                                     ("bronchiectasis",)),
+    "interlobular_septal_thickening": FindingPhrases(
+        ("interlobular septal thickening", "thickening of the interlobular septa"),
+        ("interlobular septal thickening",)),
+}
 
-def finding_phrases(name: str) -> FindingPhrases:
-    """Prompt phrases of a label: the table above, else its name in words ("lung_opacity" ->
-    "lung opacity") on both sides, so data sets with their own vocabularies (NIH, CT-RATE) work
-    unchanged."""
-    if name in FINDING_PHRASES:
-        return FINDING_PHRASES[name]
+
+def finding_phrases(name: str, table: dict[str, FindingPhrases] = FINDING_PHRASES) -> FindingPhrases:
+    """Prompt phrases of a label: `table` (FINDING_PHRASES for radiographs, CT_FINDING_PHRASES
+    for chest CT), else its name in words ("lung_opacity" -> "lung opacity") on both sides, so
+    data sets with their own vocabularies (NIH) work unchanged."""
+    if name in table:
+        return table[name]
     words = (name.replace("_", " ").lower(),)
     return FindingPhrases(words, words)

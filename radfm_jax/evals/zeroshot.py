@@ -7,16 +7,32 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from radfm_jax.data.findings import NO_FINDING, binary_targets, finding_phrases
+from radfm_jax.data.findings import (
+    CT_FINDING_PHRASES,
+    FINDING_PHRASES,
+    NO_FINDING,
+    FindingPhrases,
+    binary_targets,
+    finding_phrases,
+)
+from radfm_jax.data.model_inputs import is_volume_dataset
 from radfm_jax.evals.metrics import auroc
 
 EncodeTexts = Callable[[Sequence[str]], np.ndarray]
 
 
+def phrase_table(dataset: str) -> dict[str, FindingPhrases]:
+    """The prompt phrases of data set `dataset`'s reports: chest CT wording for volumetric sets
+    (ct_rate, synthetic_ct), radiograph wording otherwise."""
+    return CT_FINDING_PHRASES if is_volume_dataset(dataset) else FINDING_PHRASES
+
+
 def prompt_pairs(
-    label_names: Sequence[str], positive_templates: Sequence[str], negative_templates: Sequence[str]
+    label_names: Sequence[str], positive_templates: Sequence[str], negative_templates: Sequence[str],
+    phrases: Mapping[str, FindingPhrases] = FINDING_PHRASES,
 ) -> dict[str, tuple[list[str], list[str]]]:
-    """finding -> (prompts meaning present, prompts meaning absent), for a data set's labels.
+    """finding -> (prompts meaning present, prompts meaning absent), for a data set's labels,
+    from the phrases of `phrases` (phrase_table).
 
     no_finding is present when the report denies any acute abnormality ("no acute
     cardiopulmonary abnormality.") and absent when any finding is stated, so its absent side is
@@ -25,9 +41,9 @@ def prompt_pairs(
     """
     pairs = {}
     for finding in label_names:
-        phrases = finding_phrases(finding)
-        present = [t.format(finding=phrase) for phrase in phrases.present for t in positive_templates]
-        absent = [t.format(finding=phrase) for phrase in phrases.absent for t in negative_templates]
+        words = finding_phrases(finding, phrases)
+        present = [t.format(finding=phrase) for phrase in words.present for t in positive_templates]
+        absent = [t.format(finding=phrase) for phrase in words.absent for t in negative_templates]
         pairs[finding] = (present, absent)
     if NO_FINDING in pairs:
         abnormal = [prompt for finding in label_names if finding != NO_FINDING for prompt in pairs[finding][0]]
@@ -65,9 +81,10 @@ def zeroshot_scores(
     positive_templates: Sequence[str],
     negative_templates: Sequence[str],
     logit_scale: float,
+    phrases: Mapping[str, FindingPhrases] = FINDING_PHRASES,
 ) -> dict[str, np.ndarray]:
     """finding -> P(present) per image, with the templated prompts of prompt_pairs."""
-    pairs = prompt_pairs(label_names, positive_templates, negative_templates)
+    pairs = prompt_pairs(label_names, positive_templates, negative_templates, phrases)
     return pair_scores(image_emb, encode_texts, pairs, logit_scale)
 
 

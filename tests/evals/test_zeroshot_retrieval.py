@@ -89,3 +89,18 @@ def test_prompt_pairs_for_another_vocabulary_uses_label_names_in_words():
     pairs = prompt_pairs(("lung_nodule", "pericardial_effusion"), ("{finding}.",), ("no {finding}.",))
     assert pairs == {"lung_nodule": (["lung nodule."], ["no lung nodule."]),
                      "pericardial_effusion": (["pericardial effusion."], ["no pericardial effusion."])}
+
+
+def test_ct_data_sets_are_prompted_in_ct_wording():
+    from radfm_jax.data.builders.ct_rate.tables import LABEL_NAMES as CT_LABELS
+    from radfm_jax.data.findings import CT_FINDING_PHRASES
+    from radfm_jax.evals.zeroshot import phrase_table
+
+    assert set(CT_FINDING_PHRASES) == set(CT_LABELS)  # every CT-RATE abnormality has CT phrases
+    assert phrase_table("synthetic_ct") is phrase_table("ct_rate") is CT_FINDING_PHRASES
+    assert phrase_table("synthetic_cxr") is FINDING_PHRASES
+    pairs = prompt_pairs(("cardiomegaly", "lung_nodule"), ("{finding}.",), ("no {finding}.",),
+                         phrase_table("synthetic_ct"))
+    assert "enlarged cardiac silhouette." not in pairs["cardiomegaly"][0]  # radiograph wording
+    assert "nodule in the right upper lobe." in pairs["lung_nodule"][0]
+    assert pairs["lung_nodule"][1] == ["no pulmonary nodule.", "no nodule or mass in either lung."]

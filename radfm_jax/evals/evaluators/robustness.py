@@ -22,7 +22,7 @@ from radfm_jax.evals.metrics import auroc
 from radfm_jax.evals.perturbations import SEVERITIES, perturb
 from radfm_jax.evals.predictors import Predictors
 from radfm_jax.evals.split_inference import read_targets, run_over_split
-from radfm_jax.evals.zeroshot import zeroshot_scores
+from radfm_jax.evals.zeroshot import phrase_table, zeroshot_scores
 
 ImageTransform = Callable[[np.ndarray, int], np.ndarray] | None
 
@@ -52,6 +52,7 @@ class RobustnessEvaluator:
             raise ValueError("the robustness evaluator needs a classifier or image and text embeddings")
         self._source = source
         self._label_names = tuple(label_names)
+        self._data_name = data_cfg.name
         self._predict = predictors
         self._encode_texts = encode_texts
         self._cfg = eval_cfg
@@ -69,7 +70,7 @@ class RobustnessEvaluator:
         image_emb = run_over_split(self._source, {"image": fn}, image_transform=transform, **self._run)["image"]
         by_finding = zeroshot_scores(image_emb, lambda texts: self._encode_texts(params, texts), self._label_names,
                                      self._cfg.positive_templates, self._cfg.negative_templates,
-                                     self._predict.logit_scale(params))
+                                     self._predict.logit_scale(params), phrase_table(self._data_name))
         return np.stack([by_finding[name] for name in self._label_names], axis=1)
 
     def __call__(self, params: dict) -> dict[str, float]:

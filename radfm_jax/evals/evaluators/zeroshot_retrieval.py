@@ -30,7 +30,7 @@ from radfm_jax.evals.operating_points import (Rule, best_f1_threshold, binary_me
 from radfm_jax.evals.predictors import Predictors
 from radfm_jax.evals.retrieval import retrieval_intervals, retrieval_metrics
 from radfm_jax.evals.split_inference import read_metadata, read_targets, run_over_split
-from radfm_jax.evals.zeroshot import zeroshot_metrics, zeroshot_scores
+from radfm_jax.evals.zeroshot import phrase_table, zeroshot_metrics, zeroshot_scores
 from radfm_jax.parallel.mesh import batch_sharding
 from radfm_jax.parallel.multihost import gather_to_host
 
@@ -151,6 +151,7 @@ class ZeroshotRetrievalEvaluator:
             self._cfg.positive_templates,
             self._cfg.negative_templates,
             self._predict.logit_scale(params),
+            phrase_table(self._data_cfg.name),
         )
         both = np.stack([scores[name] for name in self._label_names], axis=1)
         self._scores = both[: len(image_emb)]
