@@ -132,6 +132,9 @@ class DataConfig:
     max_text_len: int = positive(64)
     vocab_size: int = positive(1024)
     augment: bool = True
+    # Volumes: resample every record to this voxel size, mm along (D, H, W), before cropping /
+    # padding to the model's size (e.g. 1.5,1.5,1.5); empty = as stored.
+    volume_spacing: tuple[float, ...] = positive((), "empty = as stored")
     # Probability that a training report is replaced by a random subset of its sentences, so
     # the text tower also learns short, prompt-like texts (zero-shot prompts are one sentence).
     report_sentence_sampling: float = fraction(0.0)

@@ -5,6 +5,7 @@ can ask without loading the input pipeline."""
 from __future__ import annotations
 
 from radfm_jax.config.schema import DataConfig
+from radfm_jax.errors import ConfigError
 
 # Data sets whose records hold a (D, H, W, C) "volume" rather than a 2D "image".
 VOLUME_DATASETS: frozenset[str] = frozenset({"ct_rate", "synthetic_ct"})
@@ -22,6 +23,21 @@ def volume_input_shape(data_cfg: DataConfig) -> tuple[int, int, int]:
     CtRate.config_for uses for the stored size (half as many slices: thicker voxels along z)."""
     size = data_cfg.input_size
     return (max(1, size // 2), size, size)
+
+
+def volume_spacing(data_cfg: DataConfig) -> tuple[float, float, float] | None:
+    """data.volume_spacing as (D, H, W) mm, or None to keep the stored voxels; a ConfigError
+    when it is set for 2D images or does not hold three sizes."""
+    spacing = tuple(float(s) for s in data_cfg.volume_spacing)
+    if not spacing:
+        return None
+    if not is_volume_dataset(data_cfg.name):
+        raise ConfigError(f"data.volume_spacing applies to volumes; {data_cfg.name!r} holds 2D images "
+                          "(unset data.volume_spacing)")
+    if len(spacing) != 3:
+        raise ConfigError(f"data.volume_spacing must hold three sizes in mm along (D, H, W), e.g. "
+                          f"1.5,1.5,1.5; got {len(spacing)}: {spacing}")
+    return spacing  # type: ignore[return-value]
 
 
 def input_shape(data_cfg: DataConfig) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ import numpy as np
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data import transforms as T
 from radfm_jax.data import volume_transforms as VT
-from radfm_jax.data.model_inputs import is_volume_dataset, volume_input_shape
+from radfm_jax.data.model_inputs import is_volume_dataset, volume_input_shape, volume_spacing
 from radfm_jax.data.tokenizer import Tokenizer, train_tokenizer
 from radfm_jax.errors import ConfigError
 
@@ -84,11 +84,12 @@ def transforms_for(
     volume_input_shape) when the data set is volumetric (model_inputs.is_volume_dataset), the 2D ones
     otherwise. label_names: the name of each "labels" column (a volume flip swaps lateral ones).
     """
+    spacing = volume_spacing(data_cfg)  # checked for 2D sets too: there it is a mistake
     if is_volume_dataset(data_cfg.name):
         size = volume_input_shape(data_cfg)
         if train:
-            return VT.volume_train_transforms(tokenizer, data_cfg, size, label_names)
-        return VT.volume_eval_transforms(tokenizer, data_cfg, size)
+            return VT.volume_train_transforms(tokenizer, data_cfg, size, label_names, spacing)
+        return VT.volume_eval_transforms(tokenizer, data_cfg, size, spacing)
     if train:
         return T.train_transforms(tokenizer, data_cfg)
     return T.eval_transforms(tokenizer, data_cfg)

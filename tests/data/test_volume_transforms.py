@@ -24,6 +24,7 @@ from radfm_jax.data.preprocessing import PreprocessSpec
 from radfm_jax.data.tokenizer import train_tokenizer
 from radfm_jax.data.volume import Volume
 from radfm_jax.data.volume_ops import crop_or_pad, to_model_layout
+from radfm_jax.errors import ConfigError
 
 REPORTS = (
     "FINDINGS: Consolidation in the right lower lobe. No left pleural effusion.\nIMPRESSION: Pneumonia.",
@@ -178,8 +179,6 @@ def test_shift_scale_identity_and_about_the_centre():
 @pytest.mark.parametrize("seed", range(6))
 def test_shift_scale_equals_scipy_affine_transform(seed):
     # The separable interpolation against scipy's 3-D one with the same diagonal map.
-    from scipy import ndimage
-
     image = np.random.default_rng(seed).random((6, 10, 9, 2), dtype=np.float32)
     op = VT.RandomShiftScale(max_shift=(2.0, 3.0, 3.0), min_scale=0.8, max_scale=1.25)
     out = op.random_map({"image": image}, np.random.default_rng(seed))["image"]
@@ -331,3 +330,21 @@ def test_a_built_ct_rate_data_set_through_make_train_loader(tok, tmp_path):
     test = list(pipeline.make_eval_batches(builder.as_data_source()["test"], tokenizer=tok,
                                            data_cfg=cfg, batch_size=2))
     assert test[0]["image"].shape == (2, *SIZE, 2) and test[0]["mask"].tolist() == [True, False]
+
+
+def test_volume_spacing_from_the_config_resamples_before_fitting(tok):
+    cfg = dataclasses.replace(CFG, volume_spacing=(2.0, 1.0, 1.0))
+    ts = pipeline.transforms_for(tok, cfg, train=False)
+    [resample] = [t for t in ts if isinstance(t, VT.ResampleToSpacing)]
+    assert resample.target_spacing == (2.0, 1.0, 1.0)
+    assert ts.index(resample) < next(i for i, t in enumerate(ts) if isinstance(t, VT.FitVolume))
+    record = {**_record(0), "spacing": np.array([1.0, 1.0, 1.0], np.float32)}
+    decoded = VT.DecodeVolume().map(record)
+    by_hand = VT.FitVolume(size=SIZE).map(resample.map(decoded))["image"]  # 12 slices -> 6, padded to 8
+    got = T.apply_transforms(record, ts)["image"]
+    np.testing.assert_allclose(got, (by_hand - T.IMAGE_MEAN) / T.IMAGE_STD, atol=1e-6)
+    assert not any(isinstance(t, VT.ResampleToSpacing) for t in pipeline.transforms_for(tok, CFG, train=False))
+    for bad, problem in (((1.0, 1.0), "three sizes"), ((1.0, 1.0, 1.0), "2D images")):
+        name = "synthetic_cxr" if problem == "2D images" else CFG.name
+        with pytest.raises(ConfigError, match=problem):
+            pipeline.transforms_for(tok, dataclasses.replace(CFG, name=name, volume_spacing=bad), train=True)

@@ -165,7 +165,7 @@ class CtRate(ManualBuilder):
 
     name = "ct_rate"
     VERSION = tfds.core.Version("1.2.0")
-    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE, "1.2.0": VOLUME_BYTES_NOTE}
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": PSEUDONYMOUS_SOURCE_NOTE, "1.2.0": VOLUME_BYTES_NOTE + " spacing (mm along D, H, W) in every record."}
     BUILDER_CONFIGS = [CtRateConfig()]
     LABEL_NAMES = LABEL_NAMES
     LAYOUT = LAYOUT
@@ -191,6 +191,7 @@ class CtRate(ManualBuilder):
             "patient_id": tfds.features.Text(),
             "study_id": tfds.features.Text(),
             "hu": tfds.features.Text(),  # how the volume became HU: "stored" or "rescale"
+            "spacing": tfds.features.Tensor(shape=(3,), dtype=np.float32),
             "source_path": tfds.features.Text(),
         })
 
@@ -241,7 +242,11 @@ class CtRate(ManualBuilder):
             raise NiftiReadError(example.image_path, f"every voxel is {low:g}: an empty or failed export; "
                                                      "export the scan again")
         mode, hu_volume = to_hounsfield(volume, example.metadata, self.builder_config.hu)
-        return {"volume": self.builder_config.spec.apply_volume(hu_volume), "hu": mode}
+        spec = self.builder_config.spec
+        # mm along the stored (D, H, W) axes (the spec's (i, j, k) spacing reversed), as
+        # synthetic_ct records it, so data.volume_spacing can resample either.
+        return {"volume": spec.apply_volume(hu_volume), "hu": mode,
+                "spacing": np.asarray(spec.spacing[::-1], np.float32)}
 
     def _try_load(self, example: PlannedVolume) -> dict[str, Any] | ImageReadError:
         # The base class counts ImageReadErrors as missing / unreadable files and skips them.
