@@ -9,7 +9,9 @@ jobs hits both alike) and compared by their medians.
 project's own jitted step; open_clip: eager PyTorch forward, ClipLoss, backward, gradient
 clipping and AdamW). --mode e2e: training fed by each side's input pipeline from the same
 prepared data set and the same record -> model-input transforms (radfm: the Grain train loader
-and device prefetch; open_clip: a torch DataLoader with data.worker_count workers). The
+and device prefetch; open_clip: a torch DataLoader with data.worker_count workers). --mode
+loader: the two pipelines alone (batches per second, "steps" in the output; use blocks of 50 or
+more so read-ahead buffers do not decide it). The
 dimensions come from the experiment file: image size and channels, patch, widths, depths, heads,
 MLP ratio, pooling (mean -> open_clip's "avg"; map -> its attentional pooler with one query),
 context length, vocabulary, embedding size, batch, and AdamW's settings. Differences that
@@ -124,9 +126,10 @@ def step_workloads(config: ExperimentConfig, exp: Experiment):
     return radfm, torch_block
 
 
-def e2e_workloads(config: ExperimentConfig, exp: Experiment):
-    """(radfm block, open_clip block): n train steps, each fed by its own input pipeline over
-    the same prepared training split and the same transforms."""
+def pipelines(config: ExperimentConfig, exp: Experiment):
+    """(radfm batches, torch batches): endless iterators over the same prepared training split
+    through the same record -> model-input transforms, each with data.worker_count workers
+    (radfm: the Grain train loader with device prefetch; open_clip: a torch DataLoader)."""
     import torch
 
     from radfm_jax.data.datasets import open_prepared
@@ -140,9 +143,7 @@ def e2e_workloads(config: ExperimentConfig, exp: Experiment):
                                global_batch_size=config.batch_size, seed=config.seed,
                                keys=tuple(exp.objective.batch_spec()),
                                extra_transforms=exp.objective.data_transforms())
-    stream = iter(prefetch_to_device(loader, config.data.prefetch_batches, exp.batch_shardings()))
-    state = [exp.init_state()]
-    step = exp.train_step().jit()
+    radfm_batches = iter(prefetch_to_device(loader, config.data.prefetch_batches, exp.batch_shardings()))
     transforms = transforms_for(data.tokenizer, config.data, train=True)
 
     class Records(torch.utils.data.Dataset):
@@ -157,23 +158,47 @@ def e2e_workloads(config: ExperimentConfig, exp: Experiment):
     torch_loader = torch.utils.data.DataLoader(
         Records(), batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
         persistent_workers=workers > 0, collate_fn=lambda items: tuple(torch.cat(x) for x in zip(*items)))
-    torch_batches = [iter(torch_loader)]
+
+    def torch_batches():
+        while True:  # epoch after epoch
+            yield from torch_loader
+
+    return radfm_batches, torch_batches()
+
+
+def e2e_workloads(config: ExperimentConfig, exp: Experiment):
+    """(radfm block, open_clip block): n train steps, each fed by its own input pipeline."""
+    radfm_batches, torch_batches = pipelines(config, exp)
+    state = [exp.init_state()]
+    step = exp.train_step().jit()
     trainer = OpenClipTrainer(config, input_channels(config.data))
 
     def radfm(n: int) -> None:
         metrics = None
         for _ in range(n):
-            state[0], metrics = step(state[0], next(stream))
+            state[0], metrics = step(state[0], next(radfm_batches))
         jax.block_until_ready(metrics)
 
     def torch_block(n: int) -> None:
         for _ in range(n):
-            try:
-                images, tokens = next(torch_batches[0])
-            except StopIteration:  # a new epoch
-                torch_batches[0] = iter(torch_loader)
-                images, tokens = next(torch_batches[0])
-            trainer.step(images, tokens)
+            trainer.step(*next(torch_batches))
+
+    return radfm, torch_block
+
+
+def loader_workloads(config: ExperimentConfig, exp: Experiment):
+    """(radfm block, torch block): n batches from each input pipeline, no training."""
+    radfm_batches, torch_batches = pipelines(config, exp)
+
+    def radfm(n: int) -> None:
+        batch = None
+        for _ in range(n):
+            batch = next(radfm_batches)
+        jax.block_until_ready(batch)
+
+    def torch_block(n: int) -> None:
+        for _ in range(n):
+            next(torch_batches)
 
     return radfm, torch_block
 
@@ -206,7 +231,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="experiments/synthetic_cxr/clip.py")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--mode", choices=("step", "e2e", "both"), default="step")
+    parser.add_argument("--mode", choices=("step", "e2e", "loader", "both"), default="step",
+                        help="both = step and e2e")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=6, help="timed blocks per side, alternating")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
@@ -219,7 +245,7 @@ def main() -> None:
         raise SystemExit('this benchmark needs torch and open_clip_torch: pip install -e ".[bench]"') from None
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.mode in ("e2e", "both"):
+    if args.mode != "step":
         from absl import flags
 
         flags.FLAGS.mark_as_parsed()  # Grain worker processes read absl flags
@@ -236,7 +262,7 @@ def main() -> None:
     }
     modes = ("step", "e2e") if args.mode == "both" else (args.mode,)
     for mode in modes:
-        workloads = step_workloads if mode == "step" else e2e_workloads
+        workloads = {"step": step_workloads, "e2e": e2e_workloads, "loader": loader_workloads}[mode]
         result[mode] = compare(*workloads(config, exp), args.steps, args.rounds)
         print(f"{mode}: radfm_jax {result[mode]['steps_per_sec']['radfm_jax']:.2f} steps/s, open_clip "
               f"{result[mode]['steps_per_sec']['open_clip']:.2f} steps/s, ratio "
