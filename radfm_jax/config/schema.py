@@ -257,6 +257,11 @@ class InitConfig:
 
     workdir: str = ""
     step: int = non_negative(0, "0 = the latest checkpoint")
+    # A 2D ViT run starting a vit3d: its patch kernel is divided over the tubelet's slices
+    # ("average") or put on the centre slice ("centre"); either way a volume of identical
+    # slices gives the 2D features. A vit3d run at another volume size has its position
+    # embedding resized.
+    inflate: Literal["average", "centre"] = "average"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,9 +88,10 @@ class Experiment:
         if not self.config.init.workdir:
             return init_train_state(self.layout, objective.model_factory(), self.tx, objective.init_extra)
         # Checkpoint reading only here: `radfm compile` plans steps without loading Orbax's stack.
-        from radfm_jax.train.pretrained import graft_tower, load_pretrained_tower
+        from radfm_jax.train.pretrained import fit_tower, graft_tower, load_pretrained_tower
 
-        tower, source = load_pretrained_tower(self.config.init)
+        tower, source, source_config = load_pretrained_tower(self.config.init)
+        tower = fit_tower(tower, source_config, self.config)
         log.info("image tower from %s", source)
         return init_train_state(
             self.layout, objective.model_factory(), self.tx, objective.init_extra,

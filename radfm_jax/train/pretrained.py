@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from radfm_jax.config.schema import InitConfig
+from radfm_jax.config.schema import ExperimentConfig, InitConfig
 from radfm_jax.errors import CheckpointError, ConfigError
 from radfm_jax.objectives import OBJECTIVES
 from radfm_jax.train.checkpoint import make_manager
@@ -45,8 +45,9 @@ def _unflatten(flat: dict[tuple, Any]) -> dict:
     return tree
 
 
-def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str]:
-    """(the image tower's parameters as NumPy arrays, a description of where they came from)."""
+def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str, ExperimentConfig]:
+    """(the image tower's parameters as NumPy arrays, a description of where they came from,
+    the config of the run that trained it)."""
     workdir = workdir_path(init.workdir)
     source = read_config(workdir)
     tower_path = OBJECTIVES[source.objective.name].image_tower_path
@@ -83,7 +84,41 @@ def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str]:
     tower = restored["params"]
     for key in tower_path:
         tower = tower[key]
-    return tower, f"{workdir} step {step} ({source.objective.name}: params/{'/'.join(tower_path)})"
+    return tower, f"{workdir} step {step} ({source.objective.name}: params/{'/'.join(tower_path)})", source
+
+
+def _int_keys(tree: Any) -> Any:
+    """A checkpoint's tree with digit keys (unrolled blocks) as the ints a model uses."""
+    if not isinstance(tree, dict):
+        return tree
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(v) for k, v in tree.items()}
+
+
+def fit_tower(tower: Tower, source: ExperimentConfig, config: ExperimentConfig) -> Tower:
+    """The pretrained image tower made to fit `config`'s: a 2D ViT inflated into a vit3d
+    (config.init.inflate), a vit3d's position embedding resized to another volume size
+    (ViT3D.adapt_pretrained); any other pair as it is, for graft_tower to match or refuse."""
+    target = config.model.image.name
+    if target != "vit3d" or source.model.image.name not in ("vit", "vit3d"):
+        return tower
+    from flax import nnx
+
+    from radfm_jax.models.towers import build_image_tower
+    from radfm_jax.models.vit3d import ViT3D, inflate_from_vit2d
+    from radfm_jax.objectives.base import image_channels, image_shape
+
+    shape = image_shape(config)
+    if source.model.image.name == "vit3d":
+        return ViT3D.adapt_pretrained(tower, config.model.image, shape)
+    vit3d = build_image_tower(config.model, shape, nnx.Rngs(0), channels=image_channels(config))
+    side = source.data.input_size // source.model.image.patch_size
+    try:
+        inflate_from_vit2d(nnx.State(_int_keys(tower)), vit3d, config.init.inflate, grid2d=(side, side))
+    except ValueError as err:
+        raise ConfigError(f"cannot inflate the 2D ViT of init.workdir into this vit3d: {err}; set model.image "
+                          "(width, depth, heads, pool, the tubelet's (ph, pw)) and data.windows (one window "
+                          "per 2D channel) to match the 2D run") from None
+    return nnx.state(vit3d, nnx.Param).to_pure_dict()
 
 
 def _nest(path: tuple[str, ...], value: Any) -> Any:
