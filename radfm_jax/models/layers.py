@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -67,11 +68,22 @@ def param(init: Callable, shape: tuple[int, ...], names: Names, rngs: nnx.Rngs) 
     return nnx.Param(named(init, names)(rngs.params(), shape, jnp.float32))
 
 
-def layer_norm(width: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+Activation = Literal["gelu_tanh", "gelu", "quick_gelu"]
+# The MLP's nonlinearity, by the towers' `act` name: "gelu_tanh" (the tanh approximation),
+# "gelu" (exact, erf: open_clip's nn.GELU, BERT), "quick_gelu" (x * sigmoid(1.702 x): OpenAI
+# CLIP and the Hugging Face CLIP default).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+}
+
+
+def layer_norm(width: int, rngs: nnx.Rngs, eps: float = 1e-6) -> nnx.LayerNorm:
     """Float32 LayerNorm over the `embed` axis."""
     return nnx.LayerNorm(
         width,
-        epsilon=1e-6,
+        epsilon=eps,
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         scale_init=named(nnx.initializers.ones_init(), ("embed",)),
@@ -199,31 +211,43 @@ class Attention(nnx.Module):
 
 
 class Mlp(nnx.Module):
-    """Linear (embed, mlp) -> GELU -> linear (mlp, embed)."""
+    """Linear (embed, mlp) -> `act` (ACTIVATIONS) -> linear (mlp, embed)."""
 
-    def __init__(self, width: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
+    def __init__(self, width: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None,
+                 act: str = "gelu_tanh"):
         adapter = lora.on("mlp") if lora else None
+        self.act = act
         self.fc1 = dense(width, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, lora=adapter)
         self.fc2 = dense(mlp_dim, width, ("mlp", "embed"), dtype=dtype, rngs=rngs, lora=adapter)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(nnx.gelu(self.fc1(x)))
+        return self.fc2(ACTIVATIONS[self.act](self.fc1(x)))
 
 
 class Block(nnx.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)); `act`, `norm_eps` and
+    `layer_scale` (> 0: learned per-channel scales on both branches, starting there) as the
+    tower's config names them (published checkpoints differ in each)."""
 
     def __init__(self, width: int, heads: int, mlp_dim: int, *, dtype: Dtype, rngs: nnx.Rngs,
-                 lora: LoraSpec | None = None):
-        self.norm1 = layer_norm(width, rngs)
+                 lora: LoraSpec | None = None, act: str = "gelu_tanh", norm_eps: float = 1e-6,
+                 layer_scale: float = 0.0):
+        self.norm1 = layer_norm(width, rngs, norm_eps)
         self.attn = Attention(width, heads, dtype=dtype, rngs=rngs, lora=lora)
-        self.norm2 = layer_norm(width, rngs)
-        self.mlp = Mlp(width, mlp_dim, dtype=dtype, rngs=rngs, lora=lora)
+        self.norm2 = layer_norm(width, rngs, norm_eps)
+        self.mlp = Mlp(width, mlp_dim, dtype=dtype, rngs=rngs, lora=lora, act=act)
+        self.scaled = layer_scale > 0
+        if self.scaled:  # per-channel scales of both residual branches (CaiT, DINOv2)
+            start = nnx.initializers.constant(layer_scale)
+            self.scale1 = param(start, (width,), ("embed",), rngs)
+            self.scale2 = param(start, (width,), ("embed",), rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         x = constrain_batch(x)
-        x = x + self.attn(self.norm1(x), mask=mask)
-        return x + self.mlp(self.norm2(x))
+        h = self.attn(self.norm1(x), mask=mask)
+        x = x + (self.scale1[...] * h if self.scaled else h)
+        h = self.mlp(self.norm2(x))
+        return x + (self.scale2[...] * h if self.scaled else h)
 
 
 def _apply_block(x: jax.Array, block: nnx.Module, *args) -> jax.Array:
@@ -240,7 +264,8 @@ class Transformer(nnx.Module):
     With `scan_layers`, `self.layers` is ONE block whose params have a leading `layers` axis of
     size `depth` (built with nnx.vmap, applied with nnx.scan); otherwise it is an nnx.List of
     `depth` blocks. `remat` names a policy of REMAT_POLICIES (or "none"): what each block saves
-    for the backward pass, the rest being recomputed.
+    for the backward pass, the rest being recomputed. `block_options` go to every block
+    (layers.Block: `act`, `norm_eps`).
     """
 
     def __init__(
@@ -256,12 +281,13 @@ class Transformer(nnx.Module):
         rngs: nnx.Rngs,
         block: Callable[..., nnx.Module] = Block,
         lora: LoraSpec | None = None,
+        **block_options,
     ):
         self.scan_layers = scan_layers
         self.remat = remat_policy_name(remat)
         self.depth = depth
         adapters = {"lora": lora} if lora else {}  # blocks that take adapters (layers.Block)
-        make = functools.partial(block, width, heads, mlp_dim, dtype=dtype, **adapters)
+        make = functools.partial(block, width, heads, mlp_dim, dtype=dtype, **adapters, **block_options)
         if scan_layers:
 
             @nnx.split_rngs(splits=depth)

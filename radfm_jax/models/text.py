@@ -12,7 +12,7 @@ from flax import nnx
 from radfm_jax.config.ranges import positive
 from radfm_jax.config.schema import TextTowerConfig
 from radfm_jax.models.costs import BlockStack, TowerCosts, block_params
-from radfm_jax.models.layers import Dtype, Transformer, check_heads, layer_norm, named, param
+from radfm_jax.models.layers import Activation, Dtype, Transformer, check_heads, layer_norm, named, param
 
 PAD_ID = 0
 EOS_ID = 2  # the tokenizer's (radfm_jax/data/tokenizer.py): ends every encoded text
@@ -20,8 +20,8 @@ EOS_ID = 2  # the tokenizer's (radfm_jax/data/tokenizer.py): ends every encoded 
 
 @dataclasses.dataclass(frozen=True)
 class TextTransformerConfig(TextTowerConfig):
-    """A pre-norm transformer over report tokens without a causal mask; the vocabulary size
-    comes from the tokenizer."""
+    """A pre-norm transformer over report tokens (bidirectional unless `causal`); the vocabulary
+    size comes from the tokenizer."""
 
     name: Literal["transformer"] = dataclasses.field(default="transformer", init=False)
     width: int = positive(192)
@@ -29,6 +29,11 @@ class TextTransformerConfig(TextTowerConfig):
     heads: int = positive(3)
     mlp_ratio: float = positive(4.0)
     pool: Literal["eos", "mean"] = "eos"
+    # Variants published checkpoints use: CLIP's text tower is causal (each token attends to
+    # itself and the tokens before it) and pools the EOS token, with quick_gelu and 1e-5.
+    causal: bool = False
+    act: Activation = "gelu_tanh"
+    norm_eps: float = positive(1e-6)
 
 
 class TextTransformer(nnx.Module):
@@ -55,6 +60,7 @@ class TextTransformer(nnx.Module):
         self.check(cfg)
         self.pool = cfg.pool
         self.width = cfg.width
+        self.causal = cfg.causal
         self.token_emb = nnx.Embed(
             vocab_size,
             cfg.width,
@@ -75,8 +81,10 @@ class TextTransformer(nnx.Module):
             scan_layers=scan_layers,
             remat=remat,
             rngs=rngs,
+            act=cfg.act,
+            norm_eps=cfg.norm_eps,
         )
-        self.norm = layer_norm(cfg.width, rngs)
+        self.norm = layer_norm(cfg.width, rngs, cfg.norm_eps)
 
     @staticmethod
     def check(cfg: TextTransformerConfig, key: str = "model.text") -> None:
@@ -100,7 +108,10 @@ class TextTransformer(nnx.Module):
             raise ValueError(f"{length} tokens exceed max_len {self.pos_emb.shape[0]}")
         mask = tokens != PAD_ID
         x = self.token_emb(tokens) + self.pos_emb[:length]
-        x = self.norm(self.encoder(x, mask))
+        attend = mask
+        if self.causal:  # (B, Lq, Lk): earlier, non-pad keys only
+            attend = mask[:, None, :] & jnp.tril(jnp.ones((length, length), bool))[None]
+        x = self.norm(self.encoder(x, attend))
         if self.pool == "eos":
             last = jnp.max(jnp.where(mask, jnp.arange(length), 0), axis=1)
             return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]

@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from radfm_jax.config.ranges import positive
+from radfm_jax.config.ranges import non_negative, positive
 from radfm_jax.config.schema import ImageTowerConfig
 from radfm_jax.errors import ConfigError
 from radfm_jax.models.costs import BlockStack, TowerCosts, block_params, map_head_flops
 from radfm_jax.models.layers import (
+    Activation,
     Attention,
     Dtype,
     LoraSpec,
@@ -39,6 +40,14 @@ class ViTConfig(ImageTowerConfig):
     heads: int = positive(3)
     mlp_ratio: float = positive(4.0)
     pool: Literal["cls", "mean", "map"] = "mean"  # map = multihead attention pooling
+    # Variants published checkpoints use (OpenAI / Hugging Face CLIP: quick_gelu, 1e-5, a
+    # LayerNorm on the embedded tokens before the first block).
+    act: Activation = "gelu_tanh"
+    norm_eps: float = positive(1e-6)
+    norm_pre: bool = False
+    # > 0: per-channel scales on each block's residual branches, initialised to this (DINOv2:
+    # 1e-5 for training; imported checkpoints bring their own); 0 = none.
+    layer_scale: float = non_negative(0.0)
 
 
 def patchify(x: jax.Array, patch_size: int | tuple[int, ...]) -> jax.Array:
@@ -102,6 +111,7 @@ class ViT(nnx.Module):
         self.patch_size = cfg.patch_size
         self.pool = cfg.pool
         self.width = cfg.width
+        self.norm_pre_used = cfg.norm_pre
         self.num_patches = self.num_patches_of(cfg, image_shape)
         width, mlp_dim = cfg.width, int(cfg.width * cfg.mlp_ratio)
         self.patch_dim = self.patch_dim_of(cfg, image_shape, channels)
@@ -111,11 +121,13 @@ class ViT(nnx.Module):
         )
         if cfg.pool == "cls":
             self.cls_token = param(nnx.initializers.zeros_init(), (width,), ("embed",), rngs)
+        if cfg.norm_pre:
+            self.norm_pre = layer_norm(width, rngs, cfg.norm_eps)
         self.encoder = Transformer(
             width, cfg.depth, cfg.heads, mlp_dim, dtype=dtype, scan_layers=scan_layers, remat=remat, rngs=rngs,
-            lora=lora,
+            lora=lora, act=cfg.act, norm_eps=cfg.norm_eps, layer_scale=cfg.layer_scale,
         )
-        self.norm = layer_norm(width, rngs)
+        self.norm = layer_norm(width, rngs, cfg.norm_eps)
         if cfg.pool == "map":
             self.map_head = MapHead(width, cfg.heads, mlp_dim, dtype=dtype, rngs=rngs)
 
@@ -167,7 +179,9 @@ class ViT(nnx.Module):
         patch_embed = (cls.patch_dim_of(cfg, image_shape, channels) + 1) * w
         position = cls.num_tokens(cfg, image_shape) * w + (w if cfg.pool == "cls" else 0)
         head = w + block_params(w, m) - 2 * w if cfg.pool == "map" else 0  # probe, attention, norm, MLP
-        return patch_embed + position + cfg.depth * block_params(w, m) + 2 * w + head
+        norms = 2 * w * (1 + cfg.norm_pre)
+        scales = cfg.depth * 2 * w * (cfg.layer_scale > 0)
+        return patch_embed + position + cfg.depth * block_params(w, m) + scales + norms + head
 
     # --- the forward pass -------------------------------------------------------------------
 
@@ -186,6 +200,8 @@ class ViT(nnx.Module):
         if self.pool == "cls":
             cls = self.cls_token[...] + self.pos_emb[0]
             x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1])), x], axis=1)
+        if self.norm_pre_used:
+            x = self.norm_pre(x)
         return self.norm(self.encoder(x))
 
     def pool_states(self, x: jax.Array) -> jax.Array:

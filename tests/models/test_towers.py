@@ -18,7 +18,9 @@ def _count(factory) -> int:
 @pytest.mark.parametrize("pool", ["cls", "mean", "map"])
 @pytest.mark.parametrize("scan", [True, False])
 def test_image_tower_param_count(pool, scan):
-    cfg = presets.vit("Ti", 8, width=48, depth=3, heads=4, pool=pool)
+    # the options published checkpoints need (a pre-block norm, layer scale) add parameters
+    variants = dict(norm_pre=True, layer_scale=1e-5) if scan else {}
+    cfg = presets.vit("Ti", 8, width=48, depth=3, heads=4, pool=pool, **variants)
     tower = towers.IMAGE_TOWERS[cfg.name]
     built = _count(lambda: tower(cfg, (32, 24), channels=2, scan_layers=scan, rngs=nnx.Rngs(0)))
     assert tower.param_count(cfg, (32, 24), channels=2) == built
