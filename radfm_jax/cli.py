@@ -1,4 +1,4 @@
-"""`radfm <verb>`: train, finetune, eval, generate, data, compile, sweep. User mistakes print one message and exit non-zero."""
+"""`radfm <verb>`: train, finetune, eval, generate, weights, data, compile, sweep. User mistakes print one message and exit non-zero."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config field, e.g. --set total_steps=100 (repeatable)")
     parser.add_argument("--allow-config-change", action="store_true",
                         help="continue a workdir whose config.json differs (the old one is kept)")
+    parser.add_argument("--weights", default=None, metavar="CHECKPOINT",
+                        help="start from a published checkpoint you hold (a Hugging Face CLIPModel folder): its "
+                             "architecture and tokenizer are set before your --set overrides")
     parser.add_argument("--resume-from-previous", action="store_true",
                         help="if the newest checkpoint is damaged, move it to WORKDIR/damaged_checkpoints/ "
                              "and resume from the newest one that restores")
@@ -56,6 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override eval.* fields, e.g. --set eval.generate.method=beam "
                                "--set eval.generate.max_examples=0 (all)")
+
+    weights = verbs.add_parser("weights", help="import published checkpoints, export radfm_jax models")
+    weights_verbs = weights.add_subparsers(dest="weights_verb", required=True)
+    imports = weights_verbs.add_parser(
+        "import", help="a Hugging Face CLIPModel folder you hold -> a workdir whose step 0 is that model")
+    imports.add_argument("source", help="the checkpoint's folder (config.json + weights) or Hugging Face cache folder")
+    imports.add_argument("--config", required=True, help="the experiment it will be evaluated / trained as")
+    imports.add_argument("--workdir", required=True, help="a new workdir")
+    imports.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config field after the checkpoint's own (repeatable)")
+    exports = weights_verbs.add_parser("export", help="a clip / siglip workdir -> a Hugging Face CLIPModel folder")
+    exports.add_argument("--workdir", required=True)
+    exports.add_argument("--out", required=True, help="a new (or empty) folder")
+    exports.add_argument("--step", type=int, default=0, help="checkpoint step (default: latest)")
+    exports.add_argument("--image-only", action="store_true",
+                         help="the image tower and its projection alone (CLIPVisionModelWithProjection)")
 
     data = verbs.add_parser("data", help="prepare and inspect data sets")
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
@@ -149,22 +168,37 @@ def _adapt_sweep(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """The verb's work; JAX and the heavy modules are imported only by the verbs that need them."""
-    if args.verb in ("train", "finetune", "eval", "generate"):
+    if args.verb == "weights" and args.weights_verb == "export":
+        from radfm_jax.weights.export import export_workdir
+
+        out = export_workdir(args.workdir, args.out, step=args.step, image_only=args.image_only)
+        print(f"wrote {out}")
+        return 0
+    if args.verb in ("train", "finetune", "eval", "generate", "weights"):
         from radfm_jax.parallel.multihost import initialize_distributed
         from radfm_jax.train.checkpoint import quiet_abandoned_reads
 
-        if args.verb in ("train", "finetune"):
+        if args.verb in ("train", "finetune", "weights"):
             from absl import flags
 
             from radfm_jax.config.loading import load_experiment
+            from radfm_jax.weights.published import start_overrides
 
             start = [f"init.workdir={args.source}", f"init.step={args.step}"] if args.verb == "finetune" else []
+            weights = args.source if args.verb == "weights" else args.weights
+            if weights:
+                start = [*start, *start_overrides(weights)]
             config = load_experiment(args.config, [*start, *args.overrides])  # checked before JAX starts
             # Grain's worker processes read absl flags (google/grain#1355): keep their defaults.
             flags.FLAGS.mark_as_parsed()
         initialize_distributed()
         with quiet_abandoned_reads():  # a failed restore must end in its one-line message
-            if args.verb in ("train", "finetune"):
+            if args.verb == "weights":
+                from radfm_jax.train.loop import train
+
+                train(config, args.workdir, start_only=True)
+                print(f"imported {args.source} as step 0 of {args.workdir}")
+            elif args.verb in ("train", "finetune"):
                 from radfm_jax.train.loop import train
 
                 train(config, args.workdir, allow_config_change=args.allow_config_change,

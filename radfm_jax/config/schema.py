@@ -131,6 +131,9 @@ class DataConfig:
     input_size: int = positive(64)  # images are resized to input_size x input_size
     max_text_len: int = positive(64)
     vocab_size: int = positive(1024)
+    # A published model's own tokenizer (a Hugging Face tokenizer.json, or its folder) used in
+    # place of the SentencePiece model trained on the data set; data.vocab_size is then unused.
+    tokenizer_file: str = ""
     augment: bool = True
     # Volumes: resample every record to this voxel size, mm along (D, H, W), before cropping /
     # padding to the model's size (e.g. 1.5,1.5,1.5); empty = as stored.
@@ -253,7 +256,8 @@ class EvalConfig:
 @dataclasses.dataclass(frozen=True)
 class InitConfig:
     """Start the image tower from another run's checkpoint (fine-tuning, continued pretraining):
-    the tower the `workdir`'s objective trained, at `step` (0 = its latest checkpoint)."""
+    the tower the `workdir`'s objective trained, at `step` (0 = its latest checkpoint); or start
+    from published `weights`."""
 
     workdir: str = ""
     step: int = non_negative(0, "0 = the latest checkpoint")
@@ -262,6 +266,10 @@ class InitConfig:
     # slices gives the 2D features. A vit3d run at another volume size has its position
     # embedding resized.
     inflate: Literal["average", "centre"] = "average"
+    # Or a published checkpoint the user holds (radfm_jax/weights: a Hugging Face CLIPModel
+    # folder or its weights file; `radfm weights import` sets the model fields to match): a
+    # two-tower objective (clip, siglip) starts from all of it, any other from its image tower.
+    weights: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

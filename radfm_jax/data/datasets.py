@@ -13,6 +13,7 @@ import numpy as np
 from radfm_jax.config.schema import DataConfig
 from radfm_jax.data import shards
 from radfm_jax.data.builders import registry
+from radfm_jax.data.hf_tokenizer import HFTokenizer
 from radfm_jax.data.pipeline import prepare_tokenizer
 from radfm_jax.data.preprocessing import check_matches
 from radfm_jax.data.tokenizer import Tokenizer
@@ -24,7 +25,7 @@ DEFAULT_DATA_DIR = Path("~/.cache/radfm_jax/data")
 @dataclasses.dataclass(frozen=True)
 class PreparedData:
     sources: dict[str, Any]  # split name -> random-access record source
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | HFTokenizer
     directory: Path  # the prepared data set's version folder
     label_names: tuple[str, ...]  # labels[:, i] of every record belongs to label_names[i]
 
@@ -118,9 +119,12 @@ def open_prepared(data_cfg: DataConfig) -> PreparedData:
     # A read that fails later (a shard damaged since) names its shard file and the rebuild.
     sources = {split: shards.ShardedSource(source, builder, split, data_cfg.name, rebuild)
                for split, source in sources.items()}
-    tokenizer = prepare_tokenizer(
-        sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
-    )
+    if data_cfg.tokenizer_file:
+        tokenizer = HFTokenizer.load(data_cfg.tokenizer_file)
+    else:
+        tokenizer = prepare_tokenizer(
+            sources["train"], data_cfg.vocab_size, directory / f"tokenizer_v{data_cfg.vocab_size}.model"
+        )
     if data_cfg.train_patients and data_cfg.train_fraction != 1.0:
         raise ConfigError("set data.train_patients or data.train_fraction, not both")
     if not 0.0 < data_cfg.train_fraction <= 1.0:

@@ -24,6 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from radfm_jax.config.schema import ExperimentConfig
+from radfm_jax.errors import ConfigError
 from radfm_jax.data.datasets import PreparedData, open_prepared
 from radfm_jax.data.device_put import to_global_batch
 from radfm_jax.evals.evaluators import Evaluator, build_evaluators
@@ -84,18 +85,24 @@ class Experiment:
 
     def init_state(self) -> TrainState:
         """A fresh train state; with config.init, its image tower is the pretrained one."""
-        objective = self.objective
-        if not self.config.init.workdir:
+        objective, init = self.objective, self.config.init
+        if not init.workdir and not init.weights:
             return init_train_state(self.layout, objective.model_factory(), self.tx, objective.init_extra)
         # Checkpoint reading only here: `radfm compile` plans steps without loading Orbax's stack.
-        from radfm_jax.train.pretrained import fit_tower, graft_tower, load_pretrained_tower
+        from radfm_jax.train.pretrained import fit_tower, graft_tower, load_pretrained_tower, published_start
 
-        tower, source, source_config = load_pretrained_tower(self.config.init)
-        tower = fit_tower(tower, source_config, self.config)
-        log.info("image tower from %s", source)
+        if init.workdir and init.weights:
+            raise ConfigError("set init.workdir (a radfm_jax run) or init.weights (a published checkpoint), not both")
+        if init.weights:
+            path, tower, source = published_start(self.config, objective.image_tower_path,
+                                                  set(self.layout.abstract.params))
+        else:
+            tower, source, source_config = load_pretrained_tower(init)
+            tower, path = fit_tower(tower, source_config, self.config), objective.image_tower_path
+        log.info("%s from %s", "/".join(path) or "the whole model", source)
         return init_train_state(
             self.layout, objective.model_factory(), self.tx, objective.init_extra,
-            replace_params=lambda params, tower: graft_tower(params, objective.image_tower_path, tower, source),
+            replace_params=lambda params, tower: graft_tower(params, path, tower, source),
             replacement=tower)
 
     def train_step(self) -> StepFunction:

@@ -18,7 +18,7 @@ from radfm_jax.config.overrides import to_dict
 from radfm_jax.config.schema import ExperimentConfig
 from radfm_jax.data.device_put import prefetch_to_device
 from radfm_jax.data.pipeline import make_train_loader
-from radfm_jax.errors import DamagedCheckpointError, DiskFullError, NonFiniteError
+from radfm_jax.errors import ConfigError, DamagedCheckpointError, DiskFullError, NonFiniteError
 from radfm_jax.evals.evaluators import evaluate_all
 from radfm_jax.parallel import multihost
 from radfm_jax.parallel.mesh import batch_size_per_process, replicated
@@ -67,10 +67,12 @@ class _Preemption:
 
 
 def train(config: ExperimentConfig, workdir: epath.PathLike, *, allow_config_change: bool = False,
-          resume_from_previous: bool = False) -> dict:
+          resume_from_previous: bool = False, start_only: bool = False) -> dict:
     """Train (or resume) in `workdir`; returns the last evaluation results ({} if none).
     `resume_from_previous`: a damaged newest checkpoint is moved to damaged_checkpoints/ and
-    the run resumes from the newest one that restores and verifies."""
+    the run resumes from the newest one that restores and verifies. `start_only`: save the
+    starting state (e.g. imported weights) as step 0 of a new workdir and stop, so `radfm eval`,
+    `radfm finetune --from` and a resumed `radfm train` read it like any run's."""
     workdir = workdir_path(workdir)
     check_workdir(workdir, config, allow_config_change=allow_config_change)
     exp = Experiment.build(config)  # data and model problems surface before the workdir is touched
@@ -82,11 +84,11 @@ def train(config: ExperimentConfig, workdir: epath.PathLike, *, allow_config_cha
     if not is_local(workdir):
         log.warning("no workdir lock on %s: make sure no other run uses it", workdir)
     with WorkdirLock(workdir, enabled=multihost.is_primary() and is_local(workdir)):
-        return _train_locked(config, exp, workdir, allow_config_change, resume_from_previous)
+        return _train_locked(config, exp, workdir, allow_config_change, resume_from_previous, start_only)
 
 
 def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: epath.Path, allow_config_change: bool,
-                  resume_from_previous: bool) -> dict:
+                  resume_from_previous: bool, start_only: bool) -> dict:
     if multihost.is_primary():
         claim_workdir(workdir, config, allow_config_change=allow_config_change)
     multihost.sync("radfm: workdir claimed")
@@ -96,6 +98,9 @@ def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: epath.Path
         log.info("param %s", line)
 
     manager = checkpoint.make_manager(workdir, keep=config.keep_checkpoints)
+    if start_only and manager.latest_step() is not None:
+        manager.close()
+        raise ConfigError(f"{workdir} already holds checkpoints up to step {manager.latest_step()}; use a new workdir")
     loader = make_train_loader(
         exp.data.sources["train"],
         tokenizer=exp.data.tokenizer,
@@ -109,10 +114,16 @@ def _train_locked(config: ExperimentConfig, exp: Experiment, workdir: epath.Path
     )
     batch_size_per_process(config.batch_size, exp.mesh)  # validates divisibility
     state, start_step = _resume(manager, exp, loader, resume_from_previous)
-    if start_step:
+    if state is not None:  # step 0 too: an imported start (radfm weights import)
         log.info("resumed from step %d", start_step)
     else:
         state = exp.init_state()
+    if start_only:
+        checkpoint.save(manager, 0, state, loader, checkpoint_metadata(config))
+        manager.wait_until_finished()
+        manager.close()
+        log.info("saved the starting state as step 0 in %s", workdir)
+        return {}
 
     step_fn = CompiledStep(exp.train_step())
     evaluators = exp.evaluators() if config.eval_every else []

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from radfm_jax.config.schema import ExperimentConfig, InitConfig
 from radfm_jax.errors import CheckpointError, ConfigError
@@ -45,45 +46,61 @@ def _unflatten(flat: dict[tuple, Any]) -> dict:
     return tree
 
 
+def checkpoint_step(workdir: epath.Path, config: ExperimentConfig, step: int) -> int:
+    """`step` (0 = the latest) of the workdir's checkpoints, checked to exist."""
+    manager = make_manager(workdir, keep=config.keep_checkpoints)
+    try:
+        steps = sorted(manager.all_steps())
+    finally:
+        manager.close()
+    if not steps:
+        raise ConfigError(f"'{workdir}' has no checkpoints; train it first")
+    step = step or steps[-1]
+    if step not in steps:
+        raise ConfigError(f"step {step}: '{workdir}' has checkpoints for steps {steps}")
+    return step
+
+
+def read_params(workdir: epath.Path, step: int, path: tuple[str, ...] = ()) -> Tower:
+    """The parameters under params/<path> of the workdir's checkpoint at `step`, as NumPy arrays
+    (nothing else is read)."""
+    state_dir = workdir / "checkpoints" / str(step) / "state"
+    checkpointer = ocp.PyTreeCheckpointer()
+    try:
+        stored = checkpointer.metadata(state_dir).item_metadata.tree
+        subtree = stored["params"]
+        for key in path:
+            subtree = subtree[key]
+        target = {"params": _nest(path, jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), subtree))}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+        restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"the checkpoint at {state_dir.parent} holds nothing at "
+                              f"params/{'/'.join(path)} ({err})") from None
+    except Exception as err:  # orbax raises many types for unreadable files
+        raise CheckpointError(f"cannot read the parameters from {state_dir.parent} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); choose another step") from None
+    finally:
+        checkpointer.close()
+    tree = restored["params"]
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
 def load_pretrained_tower(init: InitConfig) -> tuple[Tower, str, ExperimentConfig]:
     """(the image tower's parameters as NumPy arrays, a description of where they came from,
     the config of the run that trained it)."""
     workdir = workdir_path(init.workdir)
     source = read_config(workdir)
     tower_path = OBJECTIVES[source.objective.name].image_tower_path
-    manager = make_manager(workdir, keep=source.keep_checkpoints)
     try:
-        steps = sorted(manager.all_steps())
-    finally:
-        manager.close()
-    if not steps:
-        raise ConfigError(f"init.workdir '{workdir}' has no checkpoints; train it first")
-    step = init.step or steps[-1]
-    if step not in steps:
-        raise ConfigError(f"init.step={step}: '{workdir}' has checkpoints for steps {steps}")
-    state_dir = workdir / "checkpoints" / str(step) / "state"
-    checkpointer = ocp.PyTreeCheckpointer()
-    try:
-        stored = checkpointer.metadata(state_dir).item_metadata.tree
-        subtree = stored["params"]
-        for key in tower_path:
-            subtree = subtree[key]
-        target = {"params": _nest(tower_path, jax.tree.map(
-            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), subtree))}
-        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-        restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
-            item=target, restore_args=restore_args, partial_restore=True))
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"the checkpoint at {state_dir.parent} holds no image tower at "
-                              f"params/{'/'.join(tower_path)} ({err})") from None
-    except Exception as err:  # orbax raises many types for unreadable files
-        raise CheckpointError(f"cannot read the image tower from {state_dir.parent} ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); choose another init.step") from None
-    finally:
-        checkpointer.close()
-    tower = restored["params"]
-    for key in tower_path:
-        tower = tower[key]
+        step = checkpoint_step(workdir, source, init.step)
+    except ConfigError as err:
+        raise ConfigError(f"init.workdir / init.step: {err}") from None
+    tower = read_params(workdir, step, tower_path)
     return tower, f"{workdir} step {step} ({source.objective.name}: params/{'/'.join(tower_path)})", source
 
 
@@ -121,6 +138,20 @@ def fit_tower(tower: Tower, source: ExperimentConfig, config: ExperimentConfig) 
     return nnx.state(vit3d, nnx.Param).to_pure_dict()
 
 
+def published_start(config: ExperimentConfig, image_tower_path: tuple[str, ...],
+                    model_keys: set[str]) -> tuple[tuple[str, ...], Tower, str]:
+    """(where to graft, the parameters, their source) of config.init.weights: the whole model
+    when the checkpoint and the objective's model are both two-tower, else the image tower."""
+    from radfm_jax.objectives.base import image_channels
+    from radfm_jax.weights.published import load_published
+
+    params = load_published(config.init.weights, channels=image_channels(config), scan_layers=config.model.scan_layers,
+                            max_text_len=config.data.max_text_len, input_size=config.data.input_size)
+    if set(params) == model_keys:
+        return (), params, config.init.weights
+    return image_tower_path, params["image"], f"{config.init.weights} (its image tower)"
+
+
 def _nest(path: tuple[str, ...], value: Any) -> Any:
     for key in reversed(path):
         value = {key: value}
@@ -128,8 +159,8 @@ def _nest(path: tuple[str, ...], value: Any) -> Any:
 
 
 def graft_tower(params: Tower, tower_path: tuple[str, ...], pretrained: Tower, source: str) -> Tower:
-    """`params` with its image tower's parameters replaced by `pretrained`'s (same names and
-    shapes). Parameters the new tower has and the pretrained one lacks are allowed only when
+    """`params` with its image tower's (at `tower_path`; () = the whole model) parameters
+    replaced by `pretrained`'s (same names and shapes). Parameters the new tower has and the pretrained one lacks are allowed only when
     they are added on top of it (low-rank adapters); anything else is a ConfigError listing
     the mismatches."""
     tower = params
@@ -147,9 +178,15 @@ def graft_tower(params: Tower, tower_path: tuple[str, ...], pretrained: Tower, s
                  if names[keys] not in given and "lora" not in names[keys]]
     if problems:
         listing = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
-        raise ConfigError(f"the image tower of {source} does not match this config's model.image:\n  {listing}\n"
-                          "Set model.image (and model.scan_layers) as in the pretraining run")
+        what = "the image tower" if tower_path else "the model"
+        raise ConfigError(f"{what} of {source} does not match this config's {'model.image' if tower_path else 'model'}"
+                          f":\n  {listing}\nSet model.image (and model.scan_layers) as in the pretraining run"
+                          + ("" if tower_path else "; model.text, model.embed_dim, data.input_size and "
+                             "data.max_text_len as `radfm weights import` sets them, and data.tokenizer_file to "
+                             "the checkpoint's tokenizer.json (its vocabulary sizes the text embedding)"))
     merged = _unflatten({keys: given.get(names[keys], value) for keys, value in wanted.items()})
+    if not tower_path:
+        return merged
     new = dict(params)
     node = new
     for key in tower_path[:-1]:
