@@ -9,6 +9,7 @@ from radfm_jax.config.loading import load_experiment
 from radfm_jax.config.overrides import with_fields
 from radfm_jax.config.schema import MeshConfig
 from radfm_jax.train.experiment import Experiment
+from adam_params import assert_params_close
 
 VOCAB = 128
 SEEDS = range(1, 4)  # the same three random batches on every mesh
@@ -80,7 +81,7 @@ def test_sharded_step_equals_single_device(experiment, overrides, single_device)
 
     np.testing.assert_allclose(sharded_losses, single_losses, rtol=1e-5, atol=1e-6)
     assert single_losses[-1] != single_losses[0]  # the steps did update something
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), sharded_params, single_params)
+    assert_params_close(sharded_params, single_params, learning_rate=1e-2, steps=len(SEEDS), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("experiment, overrides", [MAE, CAPPA, COCA], ids=["mae", "captioner", "coca"])
