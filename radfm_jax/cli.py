@@ -22,6 +22,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, metavar="CHECKPOINT",
                         help="start from a published checkpoint you hold (a Hugging Face CLIPModel folder): its "
                              "architecture and tokenizer are set before your --set overrides")
+    parser.add_argument("--text-weights", default=None, metavar="CHECKPOINT",
+                        help="start the text tower from a published text encoder you hold (a BERT-family folder, "
+                             "e.g. CXR-BERT or PubMedBERT): its architecture and tokenizer are set too")
     parser.add_argument("--resume-from-previous", action="store_true",
                         help="if the newest checkpoint is damaged, move it to WORKDIR/damaged_checkpoints/ "
                              "and resume from the newest one that restores")
@@ -65,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     imports = weights_verbs.add_parser(
         "import", help="a Hugging Face CLIPModel folder you hold -> a workdir whose step 0 is that model")
     imports.add_argument("source", help="the checkpoint's folder (config.json + weights) or Hugging Face cache folder")
+    imports.add_argument("--text", default=None, metavar="CHECKPOINT",
+                         help="also a text encoder for the text tower (a BERT-family folder)")
     imports.add_argument("--config", required=True, help="the experiment it will be evaluated / trained as")
     imports.add_argument("--workdir", required=True, help="a new workdir")
     imports.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -186,8 +191,11 @@ def _run(args: argparse.Namespace) -> int:
 
             start = [f"init.workdir={args.source}", f"init.step={args.step}"] if args.verb == "finetune" else []
             weights = args.source if args.verb == "weights" else args.weights
+            text_weights = args.text if args.verb == "weights" else args.text_weights
             if weights:
                 start = [*start, *start_overrides(weights)]
+            if text_weights:
+                start = [*start, *start_overrides(text_weights, text=True)]
             config = load_experiment(args.config, [*start, *args.overrides])  # checked before JAX starts
             # Grain's worker processes read absl flags (google/grain#1355): keep their defaults.
             flags.FLAGS.mark_as_parsed()

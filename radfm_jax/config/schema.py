@@ -270,6 +270,9 @@ class InitConfig:
     # folder or its weights file; `radfm weights import` sets the model fields to match): a
     # two-tower objective (clip, siglip) starts from all of it, any other from its image tower.
     weights: str = ""
+    # A published text encoder (a BERT-family folder, or a CLIP one's text tower) for the
+    # two-tower model's text tower, with or without `weights` (BiomedCLIP: a ViT and a BERT).
+    text_weights: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -250,6 +250,16 @@ class Block(nnx.Module):
         return x + (self.scale2[...] * h if self.scaled else h)
 
 
+class PostNormBlock(Block):
+    """Post-norm transformer block (BERT): x = ln(x + attn(x)), then x = ln(x + mlp(x)). The
+    same parameters as Block, so the towers' sharding and remat treat both alike."""
+
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        x = constrain_batch(x)
+        x = self.norm1(x + self.attn(x, mask=mask))
+        return self.norm2(x + self.mlp(x))
+
+
 def _apply_block(x: jax.Array, block: nnx.Module, *args) -> jax.Array:
     return block(x, *args)
 

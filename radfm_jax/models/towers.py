@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from radfm_jax.config.schema import ModelConfig
+from radfm_jax.models.bert import BertTextTower
 from radfm_jax.models.decoder import TextDecoder
 from radfm_jax.models.layers import LoraSpec
 from radfm_jax.models.pixel_decoder import PixelDecoder
@@ -40,6 +41,7 @@ IMAGE_TOWERS: dict[str, type] = {
 }
 TEXT_TOWERS: dict[str, type] = {
     "transformer": TextTransformer,
+    "bert": BertTextTower,
 }
 REPORT_DECODERS: dict[str, type] = {
     "transformer": TextDecoder,

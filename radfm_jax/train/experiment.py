@@ -86,24 +86,27 @@ class Experiment:
     def init_state(self) -> TrainState:
         """A fresh train state; with config.init, its image tower is the pretrained one."""
         objective, init = self.objective, self.config.init
-        if not init.workdir and not init.weights:
+        if not (init.workdir or init.weights or init.text_weights):
             return init_train_state(self.layout, objective.model_factory(), self.tx, objective.init_extra)
         # Checkpoint reading only here: `radfm compile` plans steps without loading Orbax's stack.
         from radfm_jax.train.pretrained import fit_tower, graft_tower, load_pretrained_tower, published_start
 
         if init.workdir and init.weights:
             raise ConfigError("set init.workdir (a radfm_jax run) or init.weights (a published checkpoint), not both")
-        if init.weights:
-            path, tower, source = published_start(self.config, objective.image_tower_path,
-                                                  set(self.layout.abstract.params))
-        else:
+        grafts = published_start(self.config, objective.image_tower_path, set(self.layout.abstract.params))
+        if init.workdir:
             tower, source, source_config = load_pretrained_tower(init)
-            tower, path = fit_tower(tower, source_config, self.config), objective.image_tower_path
-        log.info("%s from %s", "/".join(path) or "the whole model", source)
-        return init_train_state(
-            self.layout, objective.model_factory(), self.tx, objective.init_extra,
-            replace_params=lambda params, tower: graft_tower(params, path, tower, source),
-            replacement=tower)
+            grafts.append((objective.image_tower_path, fit_tower(tower, source_config, self.config), source))
+        for path, _, source in grafts:
+            log.info("%s from %s", "/".join(path) or "the whole model", source)
+
+        def graft_all(params, towers):
+            for (path, _, source), tower in zip(grafts, towers):
+                params = graft_tower(params, path, tower, source)
+            return params
+
+        return init_train_state(self.layout, objective.model_factory(), self.tx, objective.init_extra,
+                                replace_params=graft_all, replacement=[tower for _, tower, _ in grafts])
 
     def train_step(self) -> StepFunction:
         """The train step: what training runs and `radfm compile` compiles."""

@@ -139,17 +139,35 @@ def fit_tower(tower: Tower, source: ExperimentConfig, config: ExperimentConfig) 
 
 
 def published_start(config: ExperimentConfig, image_tower_path: tuple[str, ...],
-                    model_keys: set[str]) -> tuple[tuple[str, ...], Tower, str]:
-    """(where to graft, the parameters, their source) of config.init.weights: the whole model
-    when the checkpoint and the objective's model are both two-tower, else the image tower."""
+                    model_keys: set[str]) -> list[tuple[tuple[str, ...], Tower, str]]:
+    """(where to graft, the parameters, their source) for config.init.weights and
+    init.text_weights: the whole model when a two-tower checkpoint meets a two-tower objective,
+    else the checkpoint's image tower (init.weights) and text tower (init.text_weights)."""
     from radfm_jax.objectives.base import image_channels
     from radfm_jax.weights.published import load_published
 
-    params = load_published(config.init.weights, channels=image_channels(config), scan_layers=config.model.scan_layers,
-                            max_text_len=config.data.max_text_len, input_size=config.data.input_size)
-    if set(params) == model_keys:
-        return (), params, config.init.weights
-    return image_tower_path, params["image"], f"{config.init.weights} (its image tower)"
+    def load(path: str) -> dict:
+        return load_published(path, channels=image_channels(config), scan_layers=config.model.scan_layers,
+                              max_text_len=config.data.max_text_len, input_size=config.data.input_size)
+
+    init, grafts = config.init, []
+    if init.weights:
+        params = load(init.weights)
+        if set(params) == model_keys:
+            grafts.append(((), params, init.weights))
+        elif "image" in params:
+            grafts.append((image_tower_path, params["image"], f"{init.weights} (its image tower)"))
+        else:
+            raise ConfigError(f"init.weights: {init.weights} holds no image tower; a text encoder goes in "
+                              "init.text_weights (radfm train --text-weights)")
+    if init.text_weights:
+        params = load(init.text_weights)
+        if "text" not in params:
+            raise ConfigError(f"init.text_weights: {init.text_weights} holds no text tower")
+        if "text" not in model_keys:
+            raise ConfigError(f"init.text_weights: objective.name='{config.objective.name}' trains no text tower")
+        grafts.append((("text",), params["text"], f"{init.text_weights} (its text tower)"))
+    return grafts
 
 
 def _nest(path: tuple[str, ...], value: Any) -> Any:
@@ -159,10 +177,10 @@ def _nest(path: tuple[str, ...], value: Any) -> Any:
 
 
 def graft_tower(params: Tower, tower_path: tuple[str, ...], pretrained: Tower, source: str) -> Tower:
-    """`params` with its image tower's (at `tower_path`; () = the whole model) parameters
-    replaced by `pretrained`'s (same names and shapes). Parameters the new tower has and the pretrained one lacks are allowed only when
-    they are added on top of it (low-rank adapters); anything else is a ConfigError listing
-    the mismatches."""
+    """`params` with a tower's (at `tower_path`: the image tower's, ("text",), or () for the
+    whole model) parameters replaced by `pretrained`'s (same names and shapes). Parameters the
+    new tower has and the pretrained one lacks are allowed only when they are added on top of it
+    (low-rank adapters); anything else is a ConfigError listing the mismatches."""
     tower = params
     for key in tower_path:
         tower = tower[key]
@@ -178,12 +196,15 @@ def graft_tower(params: Tower, tower_path: tuple[str, ...], pretrained: Tower, s
                  if names[keys] not in given and "lora" not in names[keys]]
     if problems:
         listing = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
-        what = "the image tower" if tower_path else "the model"
-        raise ConfigError(f"{what} of {source} does not match this config's {'model.image' if tower_path else 'model'}"
-                          f":\n  {listing}\nSet model.image (and model.scan_layers) as in the pretraining run"
-                          + ("" if tower_path else "; model.text, model.embed_dim, data.input_size and "
-                             "data.max_text_len as `radfm weights import` sets them, and data.tokenizer_file to "
-                             "the checkpoint's tokenizer.json (its vocabulary sizes the text embedding)"))
+        text = tower_path == ("text",)
+        what, field = ("the model", "model") if not tower_path else (
+            ("the text tower", "model.text") if text else ("the image tower", "model.image"))
+        hint = "Set model.image (and model.scan_layers) as in the pretraining run"
+        if not tower_path or text:
+            hint = (f"Set {'model.text' if text else 'model.image, model.text, model.embed_dim, data.input_size'} "
+                    "and data.max_text_len as `radfm weights import` sets them (and model.scan_layers), and "
+                    "data.tokenizer_file to the checkpoint's tokenizer.json (its vocabulary sizes the text embedding)")
+        raise ConfigError(f"{what} of {source} does not match this config's {field}:\n  {listing}\n{hint}")
     merged = _unflatten({keys: given.get(names[keys], value) for keys, value in wanted.items()})
     if not tower_path:
         return merged

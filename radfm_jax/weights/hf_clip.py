@@ -32,6 +32,7 @@ from radfm_jax.weights.torch_layout import (
     block_in,
     block_out,
     block_tensor_names,
+    check_names,
     fold_patch_embedding,
     image_normalisation,
     stack_layers,
@@ -122,25 +123,11 @@ def expected_names(hf_config: dict) -> list[str]:
     return names
 
 
-def check_names(tensors: dict[str, np.ndarray], hf_config: dict, source: str) -> None:
-    """A CheckpointError listing the first missing and unexpected tensors, if any."""
-    expected = expected_names(hf_config)
-    missing = [name for name in expected if name not in tensors]
-    extra = sorted(set(tensors) - set(expected) - set(_BUFFERS))
-    if missing or extra:
-        lines = [f"missing: {name}" for name in missing[:6]] + [f"unexpected: {name}" for name in extra[:6]]
-        more = len(missing) + len(extra) - len(lines)
-        raise CheckpointError(
-            f"{source} does not hold the CLIPModel its config.json describes:\n  " + "\n  ".join(lines)
-            + (f"\n  ... and {more} more" if more > 0 else "")
-            + "\nCheck num_hidden_layers / hidden_size in its config.json, or that the file is complete")
-
-
 def import_clip(tensors: dict[str, np.ndarray], hf_config: dict, *, channels: int, scan_layers: bool,
                 max_text_len: int, hf_preprocessor: dict | None = None, source: str = "the checkpoint") -> Params:
     """The two-tower model's parameters (TwoTower's tree) from a CLIPModel's tensors."""
     text, vision = _towers(hf_config)
-    check_names(tensors, hf_config, source)
+    check_names(tensors, expected_names(hf_config), source, "CLIPModel", _BUFFERS)
 
     def get(name: str) -> np.ndarray:
         return np.asarray(tensors[name], np.float32)

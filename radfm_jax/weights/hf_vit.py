@@ -21,6 +21,7 @@ from radfm_jax.weights.torch_layout import (
     Params,
     block_in,
     block_tensor_names,
+    check_names,
     fold_patch_embedding,
     image_normalisation,
     stack_layers,
@@ -116,14 +117,7 @@ def import_vit(tensors: dict[str, np.ndarray], hf_config: dict, *, channels: int
     kind = family(hf_config)
     spec, s = FAMILIES[kind], _settings(hf_config)
     tensors = _strip_prefix(tensors)
-    expected = expected_names(hf_config)
-    missing = [name for name in expected if name not in tensors]
-    extra = sorted(set(tensors) - set(expected) - set(_UNUSED))
-    if missing or extra:
-        lines = [f"missing: {name}" for name in missing[:6]] + [f"unexpected: {name}" for name in extra[:6]]
-        raise CheckpointError(f"{source} does not hold the {kind} model its config.json describes:\n  "
-                              + "\n  ".join(lines) + "\nCheck num_hidden_layers / hidden_size in its config.json, "
-                              "or that the file is complete")
+    check_names(tensors, expected_names(hf_config), source, f"{kind} model", _UNUSED)
 
     def get(name: str) -> np.ndarray:
         return np.asarray(tensors[name], np.float32)

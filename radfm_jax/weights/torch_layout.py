@@ -19,6 +19,21 @@ Params = dict[str, Any]
 BLOCK_PARTS = ("query", "key", "value", "out", "fc1", "fc2", "norm1", "norm2")
 
 
+def check_names(tensors: dict[str, np.ndarray], expected: list[str], source: str, model: str,
+                ignored: tuple[str, ...] = ()) -> None:
+    """A CheckpointError listing the first missing and unexpected tensors, if any; names
+    starting with one of `ignored` (buffers, heads the tower leaves out) are neither."""
+    missing = [name for name in expected if name not in tensors]
+    extra = sorted(name for name in set(tensors) - set(expected) if not name.startswith(ignored))
+    if missing or extra:
+        lines = [f"missing: {name}" for name in missing[:6]] + [f"unexpected: {name}" for name in extra[:6]]
+        more = len(missing) + len(extra) - len(lines)
+        raise CheckpointError(
+            f"{source} does not hold the {model} its config.json describes:\n  " + "\n  ".join(lines)
+            + (f"\n  ... and {more} more" if more > 0 else "")
+            + "\nCheck num_hidden_layers / hidden_size in its config.json, or that the file is complete")
+
+
 def linear_in(weight: np.ndarray, bias: np.ndarray | None, heads: int | None = None,
               out_heads: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """A torch Linear (out, in) as radfm_jax's dense kernel / bias: (in, heads, head_dim) when

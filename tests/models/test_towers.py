@@ -6,6 +6,7 @@ from flax import nnx
 
 from radfm_jax.config import presets
 from radfm_jax.models import towers
+from radfm_jax.models.bert import BertConfig
 from radfm_jax.models.decoder import TextDecoderConfig
 from radfm_jax.models.pixel_decoder import PixelDecoderConfig
 
@@ -26,8 +27,9 @@ def test_image_tower_param_count(pool, scan):
     assert tower.param_count(cfg, (32, 24), channels=2) == built
 
 
-def test_text_tower_param_count():
-    cfg = presets.text("Ti", width=48, depth=2, heads=4)
+@pytest.mark.parametrize("cfg", [presets.text("Ti", width=48, depth=2, heads=4),
+                                 BertConfig(width=48, depth=2, heads=4, type_vocab_size=3)], ids=["transformer", "bert"])
+def test_text_tower_param_count(cfg):
     tower = towers.TEXT_TOWERS[cfg.name]
     assert tower.param_count(cfg, 100, 20) == _count(lambda: tower(cfg, 100, 20, rngs=nnx.Rngs(0)))
 

@@ -187,8 +187,8 @@ def test_missing_and_unexpected_tensors_are_listed(tmp_path):
 
 
 def test_unsupported_family_names_the_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
-    with pytest.raises(CheckpointError, match="'bert'.*radfm_jax imports: Hugging Face CLIPModel"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "architectures": ["T5Model"]}))
+    with pytest.raises(CheckpointError, match="'t5'.*radfm_jax imports: Hugging Face CLIPModel"):
         start_overrides(tmp_path)
 
 
