@@ -82,7 +82,7 @@ class TwoView(Objective):
     def init_extra(self, params):
         return {"teacher": params}
 
-    def update_extra(self, extra, params, step):
+    def update_extra(self, extra, params, step, signals):
         m = self.cfg.momentum
         return {"teacher": jax.tree.map(lambda t, s: m * t + (1 - m) * s, extra["teacher"], params)}
 

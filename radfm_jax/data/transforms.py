@@ -170,14 +170,22 @@ class RandomResizedCrop(grain.transforms.RandomMap):
         out = dict(element)
         image = element[self.key]
         h, w = image.shape[:2]
-        s = rng.uniform(self.min_scale, 1.0)
-        ch, cw = s * h, s * w
-        y0 = rng.uniform(0.0, h - ch)
-        x0 = rng.uniform(0.0, w - cw)
-        wy = _linear_weights(h, self.size, y0, ch)
-        wx = _linear_weights(w, self.size, x0, cw)
-        out[self.key] = _resample(image, wy, wx).astype(np.float32, copy=False)
+        out[self.key] = random_crop_resize(image, rng, self.min_scale, 1.0, self.size)
         return out
+
+
+def random_crop_resize(image: np.ndarray, rng: np.random.Generator, min_scale: float, max_scale: float,
+                       size: int) -> np.ndarray:
+    """A square window of (H, W, C) `image`, its side a fraction U(min_scale, max_scale) of the
+    image side, placed uniformly inside it, resized to (size, size, C) (linear, antialiased)."""
+    h, w = image.shape[:2]
+    s = rng.uniform(min_scale, max_scale)
+    ch, cw = s * h, s * w
+    y0 = rng.uniform(0.0, h - ch)
+    x0 = rng.uniform(0.0, w - cw)
+    wy = _linear_weights(h, size, y0, ch)
+    wx = _linear_weights(w, size, x0, cw)
+    return _resample(image, wy, wx).astype(np.float32, copy=False)
 
 
 @dataclasses.dataclass(frozen=True)

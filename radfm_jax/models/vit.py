@@ -113,6 +113,7 @@ class ViT(nnx.Module):
         self.width = cfg.width
         self.norm_pre_used = cfg.norm_pre
         self.num_patches = self.num_patches_of(cfg, image_shape)
+        self.grid = tuple(size // cfg.patch_size for size in image_shape)
         width, mlp_dim = cfg.width, int(cfg.width * cfg.mlp_ratio)
         self.patch_dim = self.patch_dim_of(cfg, image_shape, channels)
         self.patch_embed = dense(self.patch_dim, width, ("patch", "embed"), dtype=dtype, rngs=rngs)
@@ -185,12 +186,28 @@ class ViT(nnx.Module):
 
     # --- the forward pass -------------------------------------------------------------------
 
-    def embed_patches(self, images: jax.Array) -> jax.Array:
-        """(B, *spatial, C) -> (B, N, width) patch tokens with their position embeddings (no cls)."""
+    def patch_positions(self, grid: tuple[int, ...]) -> jax.Array:
+        """(prod(grid), width) position embeddings of the patches of an input whose patch grid
+        is `grid`: the learned ones, resized (bicubic) when the grid is not the tower's own, as
+        multi-crop training (DINO's smaller local views) and other input sizes need."""
+        pos = self.pos_emb[...]
+        pos = pos[1:] if self.pool == "cls" else pos
+        if tuple(grid) == self.grid:
+            return pos
+        resized = jax.image.resize(pos.reshape(*self.grid, -1), (*grid, pos.shape[-1]), method="bicubic")
+        return resized.reshape(-1, pos.shape[-1])
+
+    def embed_patches(self, images: jax.Array, mask: jax.Array | None = None,
+                      mask_token: jax.Array | None = None) -> jax.Array:
+        """(B, *spatial, C) -> (B, N, width) patch tokens with their position embeddings (no cls);
+        where `mask` (B, N) is True the patch is replaced by `mask_token` (width,) first (iBOT's
+        masked student views)."""
         # The residual stream is float32; blocks cast to the compute dtype for their matmuls.
         x = self.patch_embed(patchify(images, self.patch_size)).astype(jnp.float32)
-        pos = self.pos_emb[...]
-        return x + (pos[1:] if self.pool == "cls" else pos)
+        if mask is not None:
+            x = jnp.where(mask[..., None], mask_token.astype(jnp.float32), x)
+        grid = tuple(size // self.patch_size for size in images.shape[1:-1])
+        return x + self.patch_positions(grid)
 
     def encode(self, patch_tokens: jax.Array, *, tube_masked: bool = False) -> jax.Array:
         """Embedded patch tokens (all, or the visible subset under MAE) -> normalised encoder

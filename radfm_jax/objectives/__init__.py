@@ -12,6 +12,7 @@ from radfm_jax.objectives.caption import Caption
 from radfm_jax.objectives.classify import Classify
 from radfm_jax.objectives.clip import Clip
 from radfm_jax.objectives.coca import Coca
+from radfm_jax.objectives.dino import Dino
 from radfm_jax.objectives.mae import Mae
 from radfm_jax.objectives.siglip import Siglip
 
@@ -22,6 +23,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "caption": Caption,
     "coca": Coca,
     "classify": Classify,
+    "dino": Dino,
 }
 
 

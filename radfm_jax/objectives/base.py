@@ -182,8 +182,10 @@ class Objective:
         checkpointed with them. Traced: `params` may be abstract."""
         return {}
 
-    def update_extra(self, extra: Any, params: Any, step: jax.Array) -> Any:
-        """The extra state after an optimizer update that produced `params`."""
+    def update_extra(self, extra: Any, params: Any, step: jax.Array, signals: Metrics) -> Any:
+        """The extra state after an optimizer update that produced `params` at `step`;
+        `signals` are the loss's metrics whose names start with "_" (batch statistics such as
+        DINO's centres), which are not logged."""
         return extra
 
     # --- accounting -------------------------------------------------------------------------

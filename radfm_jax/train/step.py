@@ -125,7 +125,10 @@ def build_train_step(
             "lr": lr_schedule(state.step),
             **aux,
         }
-        extra = objective.update_extra(state.extra, params, state.step)
+        # The loss's "_"-prefixed outputs are batch statistics the extra state follows (DINO's
+        # centres), not metrics.
+        signals = {key: metrics.pop(key) for key in [key for key in metrics if key.startswith("_")]}
+        extra = objective.update_extra(state.extra, params, state.step, signals)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state, extra=extra), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())

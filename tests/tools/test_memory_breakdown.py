@@ -18,7 +18,7 @@ from radfm_jax.train.experiment import Experiment
 # (2 per device) the one gradient copy taken out of the temporaries is as large as the
 # activations and not all of it is live at their peak (MAE: XLA 0.72x the estimate).
 BATCH = ["batch_size=64"]
-OBJECTIVES = ("clip", "siglip", "mae", "captioner", "coca")
+OBJECTIVES = ("clip", "siglip", "mae", "captioner", "coca", "dino")
 
 
 def _independent_shard_bytes(abstract, shardings) -> int:

@@ -47,7 +47,8 @@ UNROLLED = ["model.scan_layers=false", "model.image.depth=1"]
     ("clip.py:smoke", []), ("mae.py:smoke", UNROLLED),
     ("captioner.py:smoke", ["objective.parallel_fraction=0.5", *UNROLLED, "model.decoder.depth=1"]),
     ("finetune.py:lora-smoke", ["objective.loss=weighted_bce"]),  # frozen weights, adapters, label weights
-], ids=["clip", "mae", "cappa", "lora"])
+    ("dino.py:smoke", UNROLLED),  # EMA teacher and centres in the extra state, multi-crop views, iBOT masks
+], ids=["clip", "mae", "cappa", "lora", "dino"])
 def config(request, tmp_path_factory):
     import os
 
@@ -71,7 +72,7 @@ def test_preempted_and_resumed_run_equals_uninterrupted(config, tmp_path, stop_a
     loop.train(config, tmp_path / "resumed")
     resumed = _losses(tmp_path / "resumed")
     assert [r["step"] for r in resumed] == list(range(1, 9))
-    for key in {"loss", "lr", "grad_norm", "logit_scale"} & set(straight[0]):
+    for key in {"loss", "lr", "grad_norm", "logit_scale", "dino_loss", "ibot_loss", "koleo_loss"} & set(straight[0]):
         np.testing.assert_allclose([r[key] for r in resumed], [r[key] for r in straight], rtol=1e-6, atol=1e-7,
                                    err_msg=key)
     assert len({r["loss"] for r in straight}) > 4  # the losses do change from step to step
