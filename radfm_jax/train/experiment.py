@@ -98,7 +98,7 @@ class Experiment:
             tower, source, source_config = load_pretrained_tower(init)
             grafts.append((objective.image_tower_path, fit_tower(tower, source_config, self.config), source))
         for path, _, source in grafts:
-            log.info("%s from %s", "/".join(path) or "the whole model", source)
+            log.info("%s from %s", {(): "the whole model", ("text",): "text tower"}.get(path, "image tower"), source)
 
         def graft_all(params, towers):
             for (path, _, source), tower in zip(grafts, towers):
