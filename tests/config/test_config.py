@@ -133,7 +133,7 @@ def test_choosing_another_objective_by_name_gives_its_config_with_its_defaults()
     ("objective.chunked=true", ["objective 'siglip'", "objective.name=siglip"]),
     ("objective.name=sigmoid", ["'objective.name'", "clip", "siglip", "coca", "did you mean 'siglip'"]),
     ("model.image.name=vitt", ["'model.image.name'", "image tower", "vit", "did you mean 'vit'"]),
-    ("model.text.name=bert", ["text tower", "transformer"]),
+    ("model.text.name=t5", ["text tower", "transformer"]),
     # a field of no objective: the nearest valid key
     ("objective.mask_ratoi=0.5", ["unknown config key 'objective.mask_ratoi'; did you mean 'objective.name'"]),
 ])
@@ -159,6 +159,6 @@ def test_with_fields_states_changes_in_python_values():
 
 def test_a_config_json_naming_an_unknown_objective_is_a_config_error():
     data = to_dict(ExperimentConfig())
-    data["objective"]["name"] = "dino"
-    with pytest.raises(ConfigError, match="'objective.name' is 'dino', not a registered objective"):
+    data["objective"]["name"] = "jepa"
+    with pytest.raises(ConfigError, match="'objective.name' is 'jepa', not a registered objective"):
         from_dict(ExperimentConfig, data)

@@ -194,7 +194,8 @@ def test_every_experiment_variant_validates(spec):
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_every_objective_with_its_defaults_validates(name):
-    overrides = [f"objective.name={name}"] + (["model.decoder.unimodal_depth=1"] if name == "coca" else [])
+    needs = {"coca": ["model.decoder.unimodal_depth=1"], "dino": ["model.image.pool=cls"]}  # what each checks
+    overrides = [f"objective.name={name}", *needs.get(name, [])]
     config = load_experiment(SMOKE, overrides)
     assert isinstance(config.objective, Choice) and config.objective.name == name
 

@@ -69,8 +69,8 @@ def test_tokenizer_without_an_end_token_is_refused(tmp_path):
         HFTokenizer.load(tmp_path / "tokenizer.json")
 
 
-@pytest.mark.parametrize("hidden_act, scan_layers, channels", [
-    ("quick_gelu", True, 1), ("gelu", False, 1), ("gelu_new", True, 3)])
+# (exact GELU is checked by the DINOv2 and BERT imports)
+@pytest.mark.parametrize("hidden_act, scan_layers, channels", [("quick_gelu", True, 1), ("gelu_new", False, 3)])
 def test_import_gives_transformers_embeddings_and_logits(tmp_path, sentences, hidden_act, scan_layers, channels):
     reference = make_clip(tmp_path, hidden_act=hidden_act, safetensors=channels != 3)
     config = config_of(tmp_path, f"model.scan_layers={scan_layers}")
